@@ -1,0 +1,941 @@
+/* fileio.c - sound files in and out: libsndfile for the containers, libsoxr
+ * (very high quality) when the file's rate differs from the graph's.
+ *
+ * Lengths across a rate change are defined once (resampled_length): a
+ * signal of n frames at rate a lasts ceil(n * b / a) frames at rate b. soxr
+ * itself delivers round(n * b / a) frames, time-aligned with its input (it
+ * compensates its own filter delay), so both the reader and the writer pad
+ * the last frame with zeros when ceil and round differ. */
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <sndfile.h>
+#include <soxr.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Frames per libsndfile / soxr call: large enough that per-call overhead
+ * vanishes, small enough to stay in L2 for stereo. */
+#define CHUNK 8192
+
+#if defined(__GNUC__)
+#define PRINTF_LIKE(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PRINTF_LIKE(a, b)
+#endif
+
+static void fail(char *err, size_t errlen, const char *fmt, ...)
+    PRINTF_LIKE(3, 4);
+
+static void fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* libsndfile's messages end with a full stop and may span lines; ours are
+ * one line, so copy it flattened and without the stop. */
+static const char *sf_message(const char *s, char *buf, size_t len) {
+  size_t n = 0;
+  for (; s && *s && n + 1 < len; s++) buf[n++] = (*s == '\n') ? ' ' : *s;
+  while (n > 0 && (buf[n - 1] == '.' || buf[n - 1] == ' ')) n--;
+  buf[n] = '\0';
+  return buf;
+}
+
+static char *dupstr(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* ceil(n * to / from), exact in integers when both rates are whole numbers
+ * (they always are for files); n * to stays below 2^63 for any real file. */
+static int64_t resampled_length(int64_t n, double from, double to) {
+  if (from == to) return n;
+  if (from == floor(from) && to == floor(to) && to < 1e7 && n < INT64_MAX / 10000000) {
+    int64_t a = (int64_t)from, b = (int64_t)to;
+    return (n * b + a - 1) / a;
+  }
+  /* The tolerance keeps an exact ratio from gaining a frame by rounding. */
+  return (int64_t)ceil((double)n * to / from - 1e-9);
+}
+
+static soxr_t new_resampler(double from, double to, int channels,
+                            const char **why) {
+  soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+  soxr_quality_spec_t q = soxr_quality_spec(SOXR_VHQ, 0);
+  soxr_error_t e = NULL;
+  soxr_t s = soxr_create(from, to, (unsigned)channels, &e, &io, &q, NULL);
+  if (!s) *why = e ? e : "cannot create resampler";
+  return s;
+}
+
+/* Bytes per frame of an uncompressed encoding; 0 for compressed ones. */
+static int pcm_bytes(int format) {
+  switch (format & SF_FORMAT_SUBMASK) {
+  case SF_FORMAT_PCM_S8:
+  case SF_FORMAT_PCM_U8:
+  case SF_FORMAT_ULAW:
+  case SF_FORMAT_ALAW: return 1;
+  case SF_FORMAT_PCM_16: return 2;
+  case SF_FORMAT_PCM_24: return 3;
+  case SF_FORMAT_PCM_32:
+  case SF_FORMAT_FLOAT: return 4;
+  case SF_FORMAT_DOUBLE: return 8;
+  default: return 0;
+  }
+}
+
+/* ---------------------------------------------------------------------
+ * Opening and validating a file to read (shared by the reader and, through
+ * it, mb_measure_file).
+ * ------------------------------------------------------------------- */
+
+/* libsndfile 1.2 opens a WAV/AIFF/W64/RF64 whose data chunk is cut short
+ * without complaint: SF_INFO.frames is what the file still holds. The only
+ * trace is in its parse log, one line per container (as of 1.2.0):
+ *   WAV   "data : 192000 (should be 99956)"       declared, available bytes
+ *   AIFF  " SSND : 192008 (should be 99954)"      both include 8 bytes
+ *   W64   "riff : 192104 (should be 100000)"      whole file
+ *   RF64  "*** Calculated frame count 24974 does not match value from
+ *          'ds64' chunk of 48000."
+ * A data size of 0xFFFFFFFF is a streaming writer's placeholder (ffmpeg to a
+ * pipe), not a truncation. Returns the header's frame count, or -1 when the
+ * log shows nothing missing; *declared_bytes is set instead when only a
+ * byte count is known (an encoding without a fixed frame size). */
+#define LOGLEN 16384
+static int64_t declared_frames(SNDFILE *sf, const SF_INFO *info,
+                               int64_t *declared_bytes) {
+  char *buf = calloc(1, LOGLEN);
+  *declared_bytes = -1;
+  if (!buf) return -1;
+  sf_command(sf, SFC_GET_LOG_INFO, buf, LOGLEN - 1);
+  int bpf = pcm_bytes(info->format) * info->channels;
+  int major = info->format & SF_FORMAT_TYPEMASK;
+  int64_t frames = -1;
+  for (char *line = buf; line && *line;) {
+    char *next = strchr(line, '\n');
+    if (next) *next++ = '\0';
+    long long a, b;
+    const char *p;
+    if ((p = strstr(line, "data : ")) && sscanf(p, "data : %lld (should be %lld)", &a, &b) == 2) {
+      if (a > b && a != 0xFFFFFFFFLL) {
+        if (bpf) frames = a / bpf;
+        else *declared_bytes = a;
+      }
+    } else if ((p = strstr(line, "SSND : ")) &&
+               sscanf(p, "SSND : %lld (should be %lld)", &a, &b) == 2) {
+      if (a > b && a != 0xFFFFFFFFLL) {
+        if (bpf) frames = (a - 8) / bpf;
+        else *declared_bytes = a - 8;
+      }
+    } else if (major == SF_FORMAT_W64 && (p = strstr(line, "riff : ")) &&
+               sscanf(p, "riff : %lld (should be %lld)", &a, &b) == 2) {
+      if (a > b && bpf) frames = info->frames + (a - b) / bpf;
+    } else if ((p = strstr(line, "Calculated frame count ")) &&
+               sscanf(p, "Calculated frame count %lld does not match value "
+                         "from 'ds64' chunk of %lld", &b, &a) == 2) {
+      if (a > b) frames = a;
+    }
+    line = next;
+  }
+  free(buf);
+  if (frames >= 0 && frames <= info->frames) frames = -1;
+  return frames;
+}
+
+/* Frames a decoder actually yields, by decoding the whole file (only on the
+ * error path, to report what a damaged compressed file holds). */
+static int64_t count_frames(const char *path) {
+  SF_INFO info = {0};
+  SNDFILE *sf = sf_open(path, SFM_READ, &info);
+  if (!sf) return 0;
+  float *buf = malloc(sizeof(float) * CHUNK * (size_t)info.channels);
+  int64_t n = 0;
+  sf_count_t k;
+  while (buf && (k = sf_readf_float(sf, buf, CHUNK)) > 0) n += k;
+  free(buf);
+  sf_close(sf);
+  return n;
+}
+
+/* Compressed streams (FLAC, Ogg, MP3) carry a frame count in a header that a
+ * cut file still has. Decoding the last stretch shows whether the audio is
+ * really there, at the cost of one seek. MP3 without a Xing/LAME header only
+ * has an estimate from the bit rate (measured off by up to 0.3% here), so
+ * there we only ask that audio exists 2% (at least half a second) before the
+ * estimated end; the reader pads or trims the rest. Returns 1 when the
+ * stream ends early. */
+static int stream_cut_short(SNDFILE *sf, const SF_INFO *info) {
+  int64_t back = 1024;
+  int mp3 = (info->format & SF_FORMAT_TYPEMASK) == SF_FORMAT_MPEG;
+  if (mp3) {
+    back = info->frames / 50;
+    if (back < info->samplerate / 2) back = info->samplerate / 2;
+  }
+  if (back > info->frames) back = info->frames;
+  int64_t pos = info->frames - back;
+  float *buf = malloc(sizeof(float) * 1024 * (size_t)info->channels);
+  if (!buf) return 0;
+  int cut = 0;
+  if (sf_seek(sf, pos, SEEK_SET) != pos) {
+    cut = 1;
+  } else {
+    int64_t got = 0;
+    sf_count_t k;
+    while (got < back && (k = sf_readf_float(sf, buf, 1024)) > 0) got += k;
+    cut = mp3 ? got == 0 : got < back;
+  }
+  free(buf);
+  return cut;
+}
+
+/* Open `path` for reading and refuse what the engine cannot use. One line
+ * in err, naming the file. */
+static SNDFILE *open_checked(const char *path, SF_INFO *info, char *err,
+                             size_t errlen) {
+  char msg[256];
+  if (!path || !*path) {
+    fail(err, errlen, "cannot open '': no file name given");
+    return NULL;
+  }
+  /* Our own open() first: errno gives a clearer reason than libsndfile's
+   * "System error" and we learn about directories and empty files. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fail(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  int serr = fstat(fd, &st) ? errno : 0;
+  close(fd);
+  if (serr) {
+    fail(err, errlen, "cannot open '%s': %s", path, strerror(serr));
+    return NULL;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    fail(err, errlen, "cannot open '%s': %s", path, strerror(EISDIR));
+    return NULL;
+  }
+  if (S_ISREG(st.st_mode) && st.st_size == 0) {
+    fail(err, errlen, "'%s' is empty (0 bytes)", path);
+    return NULL;
+  }
+
+  memset(info, 0, sizeof *info);
+  SNDFILE *sf = sf_open(path, SFM_READ, info);
+  if (!sf) {
+    int e = sf_error(NULL);
+    sf_message(sf_strerror(NULL), msg, sizeof msg);
+    if (e == SF_ERR_UNRECOGNISED_FORMAT)
+      fail(err, errlen, "'%s' is not a sound file libsndfile can read", path);
+    else if (e == SF_ERR_MALFORMED_FILE)
+      fail(err, errlen, "'%s' is damaged or truncated (%s)", path, msg);
+    else if (e == SF_ERR_UNSUPPORTED_ENCODING)
+      fail(err, errlen, "'%s' uses an encoding libsndfile cannot read (%s)",
+           path, msg);
+    else
+      fail(err, errlen, "cannot read '%s': %s", path, msg);
+    return NULL;
+  }
+  if (info->channels < 1 || info->channels > MB_MAX_CHANNELS) {
+    fail(err, errlen, "'%s' has %d channels; moonbus handles 1 to %d", path,
+         info->channels, MB_MAX_CHANNELS);
+    goto refuse;
+  }
+  if (info->samplerate <= 0) {
+    fail(err, errlen, "'%s' has an invalid sample rate (%d Hz)", path,
+         info->samplerate);
+    goto refuse;
+  }
+  int64_t bytes = -1, said = declared_frames(sf, info, &bytes);
+  if (said >= 0) {
+    fail(err, errlen, "'%s' is truncated: header says %lld frames, file holds %lld",
+         path, (long long)said, (long long)info->frames);
+    goto refuse;
+  }
+  if (bytes >= 0) {
+    fail(err, errlen, "'%s' is truncated: header says %lld bytes of audio, "
+         "file holds fewer", path, (long long)bytes);
+    goto refuse;
+  }
+  if (info->frames <= 0) {
+    fail(err, errlen, "'%s' is empty (no audio frames)", path);
+    goto refuse;
+  }
+  if (!pcm_bytes(info->format)) {
+    if (stream_cut_short(sf, info)) {
+      fail(err, errlen, "'%s' is truncated: header says %lld frames, file holds %lld",
+           path, (long long)info->frames, (long long)count_frames(path));
+      goto refuse;
+    }
+    if (sf_seek(sf, 0, SEEK_SET) != 0) {
+      fail(err, errlen, "cannot read '%s': cannot seek back to the start",
+           path);
+      goto refuse;
+    }
+  }
+  return sf;
+refuse:
+  sf_close(sf);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Reader
+ * ------------------------------------------------------------------- */
+
+struct mb_reader {
+  char *path;
+  SNDFILE *sf;
+  SF_INFO info;
+  /* Set by mb_reader_start. */
+  int started;
+  double rate;
+  int64_t length;    /* frames delivered at `rate` before the zeros */
+  int64_t delivered; /* of those, delivered so far */
+  int64_t file_pos;  /* frames taken from the file */
+  int file_end;      /* the decoder has nothing more */
+  int drained;       /* the resampler has nothing more */
+  float *ibuf;       /* interleaved, CHUNK frames from the file */
+  size_t in_pos, in_len;
+  float *obuf; /* interleaved, CHUNK frames from soxr */
+  soxr_t soxr;
+};
+
+mb_reader *mb_reader_open(const char *path, char *err, size_t errlen) {
+  SF_INFO info;
+  SNDFILE *sf = open_checked(path, &info, err, errlen);
+  if (!sf) return NULL;
+  mb_reader *r = calloc(1, sizeof *r);
+  if (r) r->path = dupstr(path);
+  if (!r || !r->path) {
+    free(r);
+    sf_close(sf);
+    fail(err, errlen, "cannot open '%s': out of memory", path);
+    return NULL;
+  }
+  r->sf = sf;
+  r->info = info;
+  return r;
+}
+
+static void reader_release(mb_reader *r) {
+  if (r->soxr) soxr_delete(r->soxr);
+  r->soxr = NULL;
+  free(r->ibuf);
+  free(r->obuf);
+  r->ibuf = r->obuf = NULL;
+  r->started = 0;
+}
+
+void mb_reader_close(mb_reader *r) {
+  if (!r) return;
+  reader_release(r);
+  sf_close(r->sf);
+  free(r->path);
+  free(r);
+}
+
+int mb_reader_channels(const mb_reader *r) { return r->info.channels; }
+double mb_reader_rate(const mb_reader *r) { return r->info.samplerate; }
+int64_t mb_reader_frames(const mb_reader *r) { return r->info.frames; }
+const char *mb_reader_path(const mb_reader *r) { return r->path; }
+
+int64_t mb_reader_length(const mb_reader *r) {
+  return r->started ? r->length : r->info.frames;
+}
+
+mb_status mb_reader_start(mb_reader *r, double rate, int max_frames,
+                          char *err, size_t errlen) {
+  reader_release(r);
+  if (!(rate > 0) || max_frames <= 0) {
+    fail(err, errlen, "cannot read '%s': bad rate %g or block %d", r->path,
+         rate, max_frames);
+    return MB_ERR_ARG;
+  }
+  if (sf_seek(r->sf, 0, SEEK_SET) != 0) {
+    fail(err, errlen, "cannot read '%s': cannot seek back to the start",
+         r->path);
+    return MB_ERR_IO;
+  }
+  size_t n = (size_t)CHUNK * (size_t)r->info.channels;
+  double file_rate = r->info.samplerate;
+  r->ibuf = malloc(n * sizeof(float));
+  if (rate != file_rate) r->obuf = malloc(n * sizeof(float));
+  if (!r->ibuf || (rate != file_rate && !r->obuf)) {
+    reader_release(r);
+    fail(err, errlen, "cannot read '%s': out of memory", r->path);
+    return MB_ERR_NOMEM;
+  }
+  if (rate != file_rate) {
+    const char *why = NULL;
+    r->soxr = new_resampler(file_rate, rate, r->info.channels, &why);
+    if (!r->soxr) {
+      reader_release(r);
+      fail(err, errlen, "cannot resample '%s' from %g to %g Hz: %s", r->path,
+           file_rate, rate, why);
+      return MB_ERR_ARG;
+    }
+  }
+  r->rate = rate;
+  r->length = resampled_length(r->info.frames, file_rate, rate);
+  r->delivered = r->file_pos = 0;
+  r->file_end = r->drained = 0;
+  r->in_pos = r->in_len = 0;
+  r->started = 1;
+  return MB_OK;
+}
+
+/* Read up to n frames (interleaved) into r->ibuf, never past the header's
+ * count (an MP3 may decode a little more than its estimate). A short read
+ * without an error is the decoder's real end: the caller pads with zeros. */
+static mb_status fill(mb_reader *r, int64_t n, size_t *got, char *err,
+                      size_t errlen) {
+  int64_t left = r->info.frames - r->file_pos;
+  if (n > left) n = left;
+  *got = 0;
+  if (n <= 0 || r->file_end) {
+    r->file_end = 1;
+    return MB_OK;
+  }
+  sf_count_t k = sf_readf_float(r->sf, r->ibuf, n);
+  if (k < n) {
+    if (sf_error(r->sf)) {
+      char msg[256];
+      fail(err, errlen, "cannot read '%s' at frame %lld: %s", r->path,
+           (long long)(r->file_pos + (k > 0 ? k : 0)),
+           sf_message(sf_strerror(r->sf), msg, sizeof msg));
+      return MB_ERR_IO;
+    }
+    r->file_end = 1;
+  }
+  if (k < 0) k = 0;
+  r->file_pos += k;
+  *got = (size_t)k;
+  return MB_OK;
+}
+
+static void deinterleave(const float *src, int channels, size_t n,
+                         float *const *out, size_t at) {
+  if (channels == 1) {
+    memcpy(out[0] + at, src, n * sizeof(float));
+    return;
+  }
+  if (channels == 2) {
+    float *l = out[0] + at, *r = out[1] + at;
+    for (size_t i = 0; i < n; i++) {
+      l[i] = src[2 * i];
+      r[i] = src[2 * i + 1];
+    }
+    return;
+  }
+  for (int c = 0; c < channels; c++) {
+    float *d = out[c] + at;
+    for (size_t i = 0; i < n; i++) d[i] = src[i * (size_t)channels + c];
+  }
+}
+
+static void zero(float *const *out, int channels, size_t at, size_t n) {
+  for (int c = 0; c < channels; c++)
+    memset(out[c] + at, 0, n * sizeof(float));
+}
+
+mb_status mb_reader_read(mb_reader *r, float *const *out, int frames,
+                         char *err, size_t errlen) {
+  if (!r->started) {
+    fail(err, errlen, "cannot read '%s': reader not started", r->path);
+    return MB_ERR_STATE;
+  }
+  int ch = r->info.channels;
+  size_t done = 0, total = frames > 0 ? (size_t)frames : 0;
+  while (done < total) {
+    size_t want = total - done;
+    if (want > CHUNK) want = CHUNK;
+    int64_t left = r->length - r->delivered;
+    size_t got = 0;
+    if (left <= 0 || (r->soxr ? r->drained : r->file_end)) {
+      /* Past the signal, or the decoder ended early: zeros. */
+      zero(out, ch, done, want);
+      done += want;
+      if (left > 0) r->delivered += left < (int64_t)want ? left : (int64_t)want;
+      continue;
+    }
+    if ((int64_t)want > left) want = (size_t)left;
+    if (!r->soxr) {
+      mb_status st = fill(r, (int64_t)want, &got, err, errlen);
+      if (st) return st;
+      deinterleave(r->ibuf, ch, got, out, done);
+      if (got < want) zero(out, ch, done + got, want - got);
+      got = want; /* padding counts as signal up to length */
+    } else {
+      if (r->in_pos == r->in_len && !r->file_end) {
+        mb_status st = fill(r, CHUNK, &r->in_len, err, errlen);
+        if (st) return st;
+        r->in_pos = 0;
+      }
+      size_t used = 0;
+      soxr_error_t e;
+      if (r->in_pos < r->in_len) {
+        e = soxr_process(r->soxr, r->ibuf + r->in_pos * (size_t)ch,
+                         r->in_len - r->in_pos, &used, r->obuf, want, &got);
+        r->in_pos += used;
+      } else {
+        /* End of input: soxr flushes its filter tail. */
+        e = soxr_process(r->soxr, NULL, 0, NULL, r->obuf, want, &got);
+        if (!got) r->drained = 1;
+      }
+      if (e) {
+        fail(err, errlen, "cannot resample '%s': %s", r->path, e);
+        return MB_ERR_IO;
+      }
+      deinterleave(r->obuf, ch, got, out, done);
+    }
+    done += got;
+    r->delivered += (int64_t)got;
+  }
+  return MB_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * Writer
+ * ------------------------------------------------------------------- */
+
+struct mb_writer {
+  char *path, *tmp;
+  int fd;
+  SNDFILE *sf;
+  int channels;
+  double in_rate, out_rate;
+  soxr_t soxr;
+  float *ibuf, *obuf; /* interleaved, CHUNK frames each */
+  int64_t in_frames;  /* taken from the caller, at in_rate */
+  int64_t frames;     /* written to the file, at out_rate */
+  int64_t clipped;
+  float peak;
+  float hi, lo; /* a sample outside [lo, hi] is clipped by the format */
+  int failed;   /* a write failed: commit refuses */
+};
+
+static int ext_is(const char *ext, const char *want) {
+  for (; *ext && *want; ext++, want++) {
+    char c = *ext;
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != *want) return 0;
+  }
+  return !*ext && !*want;
+}
+
+static const char *extension(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  const char *dot = strrchr(base, '.');
+  return dot && dot != base ? dot + 1 : NULL;
+}
+
+/* .wav reads back as SF_FORMAT_WAV; the writer actually opens it as RF64
+ * with auto-downgrade (see mb_writer_open). */
+int mb_writer_format_for(const char *path) {
+  const char *ext = path ? extension(path) : NULL;
+  if (!ext) return 0;
+  if (ext_is(ext, "wav")) return SF_FORMAT_WAV;
+  if (ext_is(ext, "aif") || ext_is(ext, "aiff")) return SF_FORMAT_AIFF;
+  if (ext_is(ext, "flac")) return SF_FORMAT_FLAC;
+  return 0;
+}
+
+/* Split path into its folder ("." when none) and name. */
+static int split_path(const char *path, char **dir, const char **base) {
+  const char *slash = strrchr(path, '/');
+  *base = slash ? slash + 1 : path;
+  size_t n = slash ? (size_t)(slash - path) : 1;
+  if (slash && n == 0) n = 1; /* "/x.wav": the root */
+  *dir = malloc(n + 1);
+  if (!*dir) return -1;
+  memcpy(*dir, slash ? path : ".", n);
+  (*dir)[n] = '\0';
+  return 0;
+}
+
+static void writer_free(mb_writer *w) {
+  if (w->soxr) soxr_delete(w->soxr);
+  free(w->ibuf);
+  free(w->obuf);
+  free(w->path);
+  free(w->tmp);
+  free(w);
+}
+
+/* Close everything and remove the temporary file. */
+static void writer_discard(mb_writer *w) {
+  if (w->sf) sf_close(w->sf);
+  if (w->fd >= 0) close(w->fd);
+  if (w->tmp) unlink(w->tmp);
+  writer_free(w);
+}
+
+mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
+                          double out_rate, int bits, char *err,
+                          size_t errlen) {
+  if (!path || !*path) {
+    fail(err, errlen, "cannot write '': no file name given");
+    return NULL;
+  }
+  int major = mb_writer_format_for(path);
+  if (!major) {
+    const char *ext = extension(path);
+    fail(err, errlen,
+         "cannot write '%s': %s%s%s (supported: .wav, .aif, .aiff, .flac)",
+         path, ext ? "unknown extension '." : "no extension",
+         ext ? ext : "", ext ? "'" : "");
+    return NULL;
+  }
+  int sub;
+  if (bits == 16) sub = SF_FORMAT_PCM_16;
+  else if (bits == 24) sub = SF_FORMAT_PCM_24;
+  else if (bits == 32) sub = SF_FORMAT_FLOAT;
+  else {
+    fail(err, errlen,
+         "cannot write '%s': bits must be 16, 24 or 32 (float), not %d", path,
+         bits);
+    return NULL;
+  }
+  if (major == SF_FORMAT_FLAC && bits == 32) {
+    fail(err, errlen,
+         "cannot write '%s': FLAC has no 32-bit float; use bits 16 or 24",
+         path);
+    return NULL;
+  }
+  if (channels < 1 || channels > MB_MAX_CHANNELS) {
+    fail(err, errlen, "cannot write '%s': %d channels (1 to %d allowed)",
+         path, channels, MB_MAX_CHANNELS);
+    return NULL;
+  }
+  if (out_rate == 0) out_rate = in_rate;
+  if (!(in_rate > 0) || !(out_rate > 0) || out_rate != floor(out_rate) ||
+      out_rate > INT_MAX) {
+    fail(err, errlen, "cannot write '%s': bad sample rate %g Hz", path,
+         out_rate);
+    return NULL;
+  }
+
+  SF_INFO info = {0};
+  info.samplerate = (int)out_rate;
+  info.channels = channels;
+  /* RF64 with auto-downgrade: a plain WAV unless it passes 4 GiB. */
+  info.format = (major == SF_FORMAT_WAV ? SF_FORMAT_RF64 : major) | sub;
+  if (!sf_format_check(&info)) {
+    fail(err, errlen, "cannot write '%s': libsndfile refuses %d-bit %d-channel"
+         " audio at %d Hz in this format", path, bits, channels,
+         info.samplerate);
+    return NULL;
+  }
+
+  mb_writer *w = calloc(1, sizeof *w);
+  if (!w) {
+    fail(err, errlen, "cannot write '%s': out of memory", path);
+    return NULL;
+  }
+  w->fd = -1;
+  w->channels = channels;
+  w->in_rate = in_rate;
+  w->out_rate = out_rate;
+  /* 16-bit: full scale is 32768 and the largest code 32767, so anything
+   * above 32767/32768 is clipped (libsndfile scales by 0x8000 when
+   * clipping is on); likewise for 24-bit. Float keeps overs. */
+  w->hi = bits == 16 ? 32767.0f / 32768.0f
+        : bits == 24 ? 8388607.0f / 8388608.0f
+                     : INFINITY;
+  w->lo = bits == 32 ? -INFINITY : -1.0f;
+  size_t n = (size_t)CHUNK * (size_t)channels;
+  w->path = dupstr(path);
+  w->ibuf = malloc(n * sizeof(float));
+  if (in_rate != out_rate) w->obuf = malloc(n * sizeof(float));
+  char *dir = NULL;
+  const char *base;
+  if (!w->path || !w->ibuf || (in_rate != out_rate && !w->obuf) ||
+      split_path(path, &dir, &base)) {
+    fail(err, errlen, "cannot write '%s': out of memory", path);
+    writer_discard(w);
+    return NULL;
+  }
+  struct stat st;
+  if (stat(dir, &st) != 0) {
+    if (errno == ENOENT)
+      fail(err, errlen, "cannot write '%s': folder '%s' does not exist", path,
+           dir);
+    else
+      fail(err, errlen, "cannot write '%s': folder '%s': %s", path, dir,
+           strerror(errno));
+    goto fail_dir;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    fail(err, errlen, "cannot write '%s': '%s' is not a folder", path, dir);
+    goto fail_dir;
+  }
+  if (!*base) {
+    fail(err, errlen, "cannot write '%s': no file name", path);
+    goto fail_dir;
+  }
+
+  /* Beside the destination, so rename(2) is atomic (same file system);
+   * hidden, and unique per process and writer. */
+  static atomic_uint serial;
+  size_t tlen = strlen(dir) + strlen(base) + 64;
+  w->tmp = malloc(tlen);
+  if (!w->tmp) {
+    fail(err, errlen, "cannot write '%s': out of memory", path);
+    goto fail_dir;
+  }
+  for (int tries = 0; w->fd < 0 && tries < 100; tries++) {
+    snprintf(w->tmp, tlen, "%s/.%s.moonbus-%ld-%u.tmp", dir, base,
+             (long)getpid(), atomic_fetch_add(&serial, 1u));
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (w->fd < 0 && errno != EEXIST) break;
+  }
+  if (w->fd < 0) {
+    fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+    free(w->tmp);
+    w->tmp = NULL; /* never ours to remove */
+    goto fail_dir;
+  }
+  free(dir);
+  dir = NULL;
+
+  /* We keep the descriptor (close_desc false): libsndfile closes it on
+   * some failure paths and not on others. */
+  w->sf = sf_open_fd(w->fd, SFM_WRITE, &info, SF_FALSE);
+  if (!w->sf) {
+    char msg[256];
+    fail(err, errlen, "cannot write '%s': %s", path,
+         sf_message(sf_strerror(NULL), msg, sizeof msg));
+    writer_discard(w);
+    return NULL;
+  }
+  if (major == SF_FORMAT_WAV)
+    sf_command(w->sf, SFC_RF64_AUTO_DOWNGRADE, NULL, SF_TRUE);
+  /* Saturate rather than wrap around (and FLAC's encoder otherwise rejects
+   * whole blocks with out-of-range samples). Float files are unaffected. */
+  sf_command(w->sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
+  if (in_rate != out_rate) {
+    const char *why = NULL;
+    w->soxr = new_resampler(in_rate, out_rate, channels, &why);
+    if (!w->soxr) {
+      fail(err, errlen, "cannot write '%s': resampling %g to %g Hz: %s", path,
+           in_rate, out_rate, why);
+      writer_discard(w);
+      return NULL;
+    }
+  }
+  return w;
+
+fail_dir:
+  free(dir);
+  writer_discard(w);
+  return NULL;
+}
+
+/* Count clips and the peak of what goes into the file, then write it. */
+static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
+                      size_t errlen) {
+  size_t len = n * (size_t)w->channels;
+  float hi = w->hi, lo = w->lo, pk = w->peak;
+  int64_t clipped = 0;
+  for (size_t i = 0; i < len; i++) {
+    float x = buf[i];
+    clipped += (x > hi) | (x < lo);
+    float a = fabsf(x);
+    pk = a > pk ? a : pk;
+  }
+  w->clipped += clipped;
+  w->peak = pk;
+  if (sf_writef_float(w->sf, buf, (sf_count_t)n) != (sf_count_t)n) {
+    char msg[256];
+    fail(err, errlen, "cannot write '%s': %s", w->path,
+         sf_message(sf_strerror(w->sf), msg, sizeof msg));
+    w->failed = 1;
+    return MB_ERR_IO;
+  }
+  w->frames += (int64_t)n;
+  return MB_OK;
+}
+
+/* Resample `n` interleaved frames (NULL: flush the tail) and write what
+ * comes out, keeping the file at most `limit` frames long. */
+static mb_status resample_out(mb_writer *w, const float *in, size_t n,
+                              int64_t limit, char *err, size_t errlen) {
+  size_t pos = 0;
+  for (;;) {
+    size_t used = 0, got = 0;
+    soxr_error_t e =
+        in ? soxr_process(w->soxr, in + pos * (size_t)w->channels, n - pos,
+                          &used, w->obuf, CHUNK, &got)
+           : soxr_process(w->soxr, NULL, 0, NULL, w->obuf, CHUNK, &got);
+    if (e) {
+      fail(err, errlen, "cannot write '%s': resampler: %s", w->path, e);
+      w->failed = 1;
+      return MB_ERR_IO;
+    }
+    pos += used;
+    if (limit >= 0 && (int64_t)got > limit - w->frames)
+      got = (size_t)(limit - w->frames);
+    if (got) {
+      mb_status st = emit(w, w->obuf, got, err, errlen);
+      if (st) return st;
+    }
+    if (in ? (pos >= n && got < CHUNK) : got == 0) return MB_OK;
+    if (in && !used && !got) return MB_OK; /* nothing more it will take */
+  }
+}
+
+mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
+                          char *err, size_t errlen) {
+  if (w->failed) {
+    fail(err, errlen, "cannot write '%s': an earlier write failed", w->path);
+    return MB_ERR_STATE;
+  }
+  int ch = w->channels;
+  for (int done = 0; done < frames;) {
+    int n = frames - done < CHUNK ? frames - done : CHUNK;
+    float *d = w->ibuf;
+    if (ch == 2) {
+      const float *l = in[0] + done, *r = in[1] + done;
+      for (int i = 0; i < n; i++) {
+        d[2 * i] = l[i];
+        d[2 * i + 1] = r[i];
+      }
+    } else {
+      for (int c = 0; c < ch; c++) {
+        const float *s = in[c] + done;
+        for (int i = 0; i < n; i++) d[(size_t)i * ch + c] = s[i];
+      }
+    }
+    w->in_frames += n;
+    mb_status st = w->soxr ? resample_out(w, w->ibuf, (size_t)n, -1, err, errlen)
+                           : emit(w, w->ibuf, (size_t)n, err, errlen);
+    if (st) return st;
+    done += n;
+  }
+  return MB_OK;
+}
+
+mb_status mb_writer_commit(mb_writer *w, char *err, size_t errlen) {
+  mb_status st = MB_OK;
+  if (w->failed) {
+    fail(err, errlen, "cannot write '%s': an earlier write failed", w->path);
+    writer_discard(w);
+    return MB_ERR_STATE;
+  }
+  if (w->soxr) {
+    /* Flush soxr's tail, then pad to the defined length (soxr gives
+     * round(), we promise ceil()). */
+    int64_t target = resampled_length(w->in_frames, w->in_rate, w->out_rate);
+    st = resample_out(w, NULL, 0, target, err, errlen);
+    if (!st && w->frames < target) {
+      memset(w->obuf, 0, sizeof(float) * CHUNK * (size_t)w->channels);
+      while (!st && w->frames < target) {
+        int64_t n = target - w->frames;
+        st = emit(w, w->obuf, (size_t)(n < CHUNK ? n : CHUNK), err, errlen);
+      }
+    }
+  }
+  if (st) {
+    writer_discard(w);
+    return st;
+  }
+  /* sf_close writes the final header (and downgrades RF64 to WAV); fsync
+   * before rename so a crash cannot leave a renamed but empty file. */
+  int e = sf_close(w->sf);
+  w->sf = NULL;
+  if (e) {
+    char msg[256];
+    fail(err, errlen, "cannot write '%s': %s", w->path,
+         sf_message(sf_error_number(e), msg, sizeof msg));
+    writer_discard(w);
+    return MB_ERR_IO;
+  }
+  if (fsync(w->fd) != 0 && errno != EINVAL) {
+    fail(err, errlen, "cannot write '%s': %s", w->path, strerror(errno));
+    writer_discard(w);
+    return MB_ERR_IO;
+  }
+  e = close(w->fd);
+  w->fd = -1;
+  if (e != 0) {
+    fail(err, errlen, "cannot write '%s': %s", w->path, strerror(errno));
+    writer_discard(w);
+    return MB_ERR_IO;
+  }
+  if (rename(w->tmp, w->path) != 0) {
+    fail(err, errlen, "cannot write '%s': %s", w->path, strerror(errno));
+    writer_discard(w);
+    return MB_ERR_IO;
+  }
+  free(w->tmp);
+  w->tmp = NULL; /* renamed: nothing left to remove */
+  writer_free(w);
+  return MB_OK;
+}
+
+void mb_writer_abort(mb_writer *w) {
+  if (w) writer_discard(w);
+}
+
+/* Frames the file holds for the input written so far. While resampling,
+ * the last few hundred of them are still inside soxr until commit flushes
+ * them; the count is the final one already. */
+int64_t mb_writer_frames(const mb_writer *w) {
+  if (!w->soxr) return w->frames;
+  return resampled_length(w->in_frames, w->in_rate, w->out_rate);
+}
+
+int64_t mb_writer_clipped(const mb_writer *w) { return w->clipped; }
+double mb_writer_peak(const mb_writer *w) { return w->peak; }
+
+/* ---------------------------------------------------------------------
+ * Paths
+ * ------------------------------------------------------------------- */
+
+/* The resolved folder joined with the name; NULL when the folder does not
+ * resolve (then the caller compares the text). */
+static char *resolved(const char *path) {
+  char *full = realpath(path, NULL);
+  if (full) return full;
+  char *dir;
+  const char *base;
+  if (split_path(path, &dir, &base)) return NULL;
+  char *rdir = realpath(dir, NULL);
+  free(dir);
+  if (!rdir) return NULL;
+  size_t n = strlen(rdir) + strlen(base) + 2;
+  char *out = malloc(n);
+  if (out)
+    snprintf(out, n, "%s%s%s", rdir,
+             rdir[strlen(rdir) - 1] == '/' ? "" : "/", base);
+  free(rdir);
+  return out;
+}
+
+int mb_same_file(const char *path, const char *other) {
+  if (!path || !other) return 0;
+  struct stat a, b;
+  if (stat(path, &a) == 0 && stat(other, &b) == 0)
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  char *ra = resolved(path), *rb = resolved(other);
+  int same = (ra && rb) ? strcmp(ra, rb) == 0 : strcmp(path, other) == 0;
+  free(ra);
+  free(rb);
+  return same;
+}

@@ -1,0 +1,134 @@
+/* mb.h - the moonbus engine: graphs of module instances, rendered offline.
+ *
+ * A graph owns its nodes; a node is addressed by its index (0, 1, ...).
+ * Every call returns an mb_status (MB_OK = 0) or writes one through a
+ * pointer; the detailed message of the last failure is kept on the graph
+ * (mb_graph_error). Nothing here prints. All calls are [control] unless
+ * marked otherwise: one thread at a time per graph. */
+#ifndef MB_H
+#define MB_H
+
+#include "mb_module.h"
+
+#define MB_VERSION "0.1.0"
+
+/* Automation grid: envelopes are evaluated every MB_CONTROL_GRID frames of
+ * absolute time and ramped linearly in between, so automation is
+ * sample-deterministic whatever the block size. */
+#define MB_CONTROL_GRID 32
+/* Ramp for a parameter set by hand (not by an envelope), in seconds. */
+#define MB_SMOOTH_SECONDS 0.010
+
+typedef struct mb_graph mb_graph;
+
+typedef enum { MB_CURVE_LINEAR, MB_CURVE_EXP, MB_CURVE_HOLD } mb_curve;
+
+typedef struct mb_point {
+  double time;  /* seconds from the render's start */
+  double value; /* in the parameter's unit */
+  mb_curve curve; /* shape of the segment from this point to the next */
+} mb_point;
+
+typedef struct mb_render_opts {
+  double duration; /* seconds to render; 0 = until the sources end + tails */
+  double tail_cap; /* longest tail, seconds (0 = 60) */
+  /* Control hooks, called on the rendering thread between blocks, at exact
+   * frames. next_control returns the next frame >= pos at which control()
+   * wants to run (INT64_MAX for never); control returns MB_OK or an error
+   * whose message it has put on the graph (mb_graph_fail). */
+  int64_t (*next_control)(void *ud, int64_t pos);
+  mb_status (*control)(void *ud, int64_t pos);
+  /* Called about every block; total is -1 when unknown. */
+  void (*progress)(void *ud, int64_t done, int64_t total);
+  void *ud;
+  /* Polled between blocks: non-zero stops the render (MB_ERR_INTERRUPTED). */
+  volatile int *interrupt;
+} mb_render_opts;
+
+typedef struct mb_render_stats {
+  int64_t frames;  /* frames rendered, including latency flush and tails */
+  double seconds;  /* audio seconds of the longest output */
+  double wall;     /* wall-clock seconds */
+  double realtime; /* seconds / wall */
+  int latency;     /* largest latency from a source to a sink, frames */
+} mb_render_stats;
+
+/* What a file output wrote during the last render. */
+typedef struct mb_output_stats {
+  const char *path;
+  int64_t frames;  /* frames in the file (at its own rate) */
+  int64_t clipped; /* samples clipped by the integer format */
+  double peak;     /* largest |sample| before conversion, linear */
+} mb_output_stats;
+
+/* rate 0: the first file input's rate (48000 without one); block 0: 4096. */
+mb_graph *mb_graph_new(double rate, int block, mb_status *status);
+void mb_graph_free(mb_graph *g); /* NULL is fine */
+const char *mb_graph_error(const mb_graph *g);
+/* Set the graph's error message (printf-style) and return `st`. */
+mb_status mb_graph_fail(mb_graph *g, mb_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+double mb_graph_rate(const mb_graph *g); /* 0 while still undecided */
+int mb_graph_block(const mb_graph *g);
+int mb_graph_count(const mb_graph *g);
+int mb_graph_rendering(const mb_graph *g);
+
+/* Add a node. `name` may be NULL (named "<module>#<n>"); `host` is handed to
+ * the module's create() (see mb_config.host). Returns the node index, or -1
+ * with *status set. */
+int mb_graph_add(mb_graph *g, const mb_module_desc *m, const char *name,
+                 void *host, mb_status *status);
+const mb_module_desc *mb_node_module(const mb_graph *g, int node);
+const char *mb_node_name(const mb_graph *g, int node);
+
+/* Parameters, by index into the module's table. Values are checked against
+ * the range; the error names node, parameter, value and range. Setting a
+ * structural parameter re-creates the instance at the next render; setting
+ * any other one during a render ramps it over MB_SMOOTH_SECONDS. */
+mb_status mb_node_set(mb_graph *g, int node, int param, double value);
+mb_status mb_node_set_string(mb_graph *g, int node, int param,
+                             const char *value);
+double mb_node_get(const mb_graph *g, int node, int param);
+const char *mb_node_get_string(const mb_graph *g, int node, int param);
+/* Replace the parameter's envelope (n = 0 removes it). Points are sorted by
+ * time; values are range-checked. */
+mb_status mb_node_automate(mb_graph *g, int node, int param,
+                           const mb_point *points, int n);
+
+/* Connect `from`'s output to input port `port` of `to`. */
+mb_status mb_graph_connect(mb_graph *g, int from, int to, int port);
+
+/* Compile: order, channels, instances, latency compensation, buffers.
+ * Done by render when needed; callable on its own to learn latency. */
+mb_status mb_graph_compile(mb_graph *g);
+/* Largest source-to-sink latency in frames (compiles if needed). */
+mb_status mb_graph_latency(mb_graph *g, int *frames);
+/* Output channel count of a node after compile (0 before). */
+int mb_node_channels(const mb_graph *g, int node);
+
+mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
+                          mb_render_stats *stats);
+
+/* After a render: an analyser's results, or a file output's figures. */
+int mb_node_results(const mb_graph *g, int node, const char **names,
+                    double *values, int max);
+mb_status mb_node_output_stats(const mb_graph *g, int node,
+                               mb_output_stats *out);
+
+/* Loudness of a file (ITU-R BS.1770-4 / EBU R128), measured with
+ * libebur128. `true_peak` and `sample_peak` are in dB (dBTP, dBFS). */
+typedef struct mb_measurement {
+  double integrated, lra, true_peak, sample_peak;
+  double momentary_max, short_term_max;
+  double duration;
+  int rate, channels;
+  int64_t frames;
+} mb_measurement;
+mb_status mb_measure_file(const char *path, mb_measurement *m, char *err,
+                          size_t errlen);
+
+#endif

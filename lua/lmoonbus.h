@@ -1,0 +1,31 @@
+/* lmoonbus.h - the Lua binding's shared pieces (lua/ only). */
+#ifndef MB_LMOONBUS_H
+#define MB_LMOONBUS_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "mb.h"
+
+/* [control] Open the C half of the library: require "moonbus.core". */
+int luaopen_moonbus_core(lua_State *L);
+
+/* The `lua` module: a Lua function processing blocks (offline only). Its
+ * host object, handed to create() through mb_config.host. */
+typedef struct lua_host {
+  lua_State *L;      /* state of the render that runs it */
+  int fn;            /* registry ref of the process function */
+  int block;         /* registry ref of the block userdata, or LUA_NOREF */
+  char *err;         /* first error raised by the function, malloc'd */
+  volatile int *stop; /* set when the function fails: stops the render */
+  const char *name;  /* node name for messages */
+} lua_host;
+
+extern const mb_module_desc mb_mod_lua;
+
+/* [control] Nearest candidate to `word` (edit distance <= 2 + len/4), or
+ * NULL: for "did you mean" hints. */
+const char *mb_suggest(const char *word, const char *const *candidates,
+                       int n);
+
+#endif
