@@ -16,6 +16,7 @@
 #include <soxr.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,8 @@ static void fail(char *err, size_t errlen, const char *fmt, ...)
     PRINTF_LIKE(3, 4);
 
 static void fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
+  if (!err || !errlen)
+    return;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
@@ -47,8 +49,10 @@ static void fail(char *err, size_t errlen, const char *fmt, ...) {
  * one line, so copy it flattened and without the stop. */
 static const char *sf_message(const char *s, char *buf, size_t len) {
   size_t n = 0;
-  for (; s && *s && n + 1 < len; s++) buf[n++] = (*s == '\n') ? ' ' : *s;
-  while (n > 0 && (buf[n - 1] == '.' || buf[n - 1] == ' ')) n--;
+  for (; s && *s && n + 1 < len; s++)
+    buf[n++] = (*s == '\n') ? ' ' : *s;
+  while (n > 0 && (buf[n - 1] == '.' || buf[n - 1] == ' '))
+    n--;
   buf[n] = '\0';
   return buf;
 }
@@ -56,15 +60,18 @@ static const char *sf_message(const char *s, char *buf, size_t len) {
 static char *dupstr(const char *s) {
   size_t n = strlen(s) + 1;
   char *d = malloc(n);
-  if (d) memcpy(d, s, n);
+  if (d)
+    memcpy(d, s, n);
   return d;
 }
 
 /* ceil(n * to / from), exact in integers when both rates are whole numbers
  * (they always are for files); n * to stays below 2^63 for any real file. */
 static int64_t resampled_length(int64_t n, double from, double to) {
-  if (from == to) return n;
-  if (from == floor(from) && to == floor(to) && to < 1e7 && n < INT64_MAX / 10000000) {
+  if (from == to)
+    return n;
+  if (from == floor(from) && to == floor(to) && to < 1e7 &&
+      n < INT64_MAX / 10000000) {
     int64_t a = (int64_t)from, b = (int64_t)to;
     return (n * b + a - 1) / a;
   }
@@ -78,7 +85,8 @@ static soxr_t new_resampler(double from, double to, int channels,
   soxr_quality_spec_t q = soxr_quality_spec(SOXR_VHQ, 0);
   soxr_error_t e = NULL;
   soxr_t s = soxr_create(from, to, (unsigned)channels, &e, &io, &q, NULL);
-  if (!s) *why = e ? e : "cannot create resampler";
+  if (!s)
+    *why = e ? e : "cannot create resampler";
   return s;
 }
 
@@ -88,13 +96,19 @@ static int pcm_bytes(int format) {
   case SF_FORMAT_PCM_S8:
   case SF_FORMAT_PCM_U8:
   case SF_FORMAT_ULAW:
-  case SF_FORMAT_ALAW: return 1;
-  case SF_FORMAT_PCM_16: return 2;
-  case SF_FORMAT_PCM_24: return 3;
+  case SF_FORMAT_ALAW:
+    return 1;
+  case SF_FORMAT_PCM_16:
+    return 2;
+  case SF_FORMAT_PCM_24:
+    return 3;
   case SF_FORMAT_PCM_32:
-  case SF_FORMAT_FLOAT: return 4;
-  case SF_FORMAT_DOUBLE: return 8;
-  default: return 0;
+  case SF_FORMAT_FLOAT:
+    return 4;
+  case SF_FORMAT_DOUBLE:
+    return 8;
+  default:
+    return 0;
   }
 }
 
@@ -120,39 +134,51 @@ static int64_t declared_frames(SNDFILE *sf, const SF_INFO *info,
                                int64_t *declared_bytes) {
   char *buf = calloc(1, LOGLEN);
   *declared_bytes = -1;
-  if (!buf) return -1;
+  if (!buf)
+    return -1;
   sf_command(sf, SFC_GET_LOG_INFO, buf, LOGLEN - 1);
   int bpf = pcm_bytes(info->format) * info->channels;
   int major = info->format & SF_FORMAT_TYPEMASK;
   int64_t frames = -1;
   for (char *line = buf; line && *line;) {
     char *next = strchr(line, '\n');
-    if (next) *next++ = '\0';
+    if (next)
+      *next++ = '\0';
     long long a, b;
     const char *p;
-    if ((p = strstr(line, "data : ")) && sscanf(p, "data : %lld (should be %lld)", &a, &b) == 2) {
+    if ((p = strstr(line, "data : ")) &&
+        sscanf(p, "data : %lld (should be %lld)", &a, &b) == 2) {
       if (a > b && a != 0xFFFFFFFFLL) {
-        if (bpf) frames = a / bpf;
-        else *declared_bytes = a;
+        if (bpf)
+          frames = a / bpf;
+        else
+          *declared_bytes = a;
       }
     } else if ((p = strstr(line, "SSND : ")) &&
                sscanf(p, "SSND : %lld (should be %lld)", &a, &b) == 2) {
       if (a > b && a != 0xFFFFFFFFLL) {
-        if (bpf) frames = (a - 8) / bpf;
-        else *declared_bytes = a - 8;
+        if (bpf)
+          frames = (a - 8) / bpf;
+        else
+          *declared_bytes = a - 8;
       }
     } else if (major == SF_FORMAT_W64 && (p = strstr(line, "riff : ")) &&
                sscanf(p, "riff : %lld (should be %lld)", &a, &b) == 2) {
-      if (a > b && bpf) frames = info->frames + (a - b) / bpf;
+      if (a > b && bpf)
+        frames = info->frames + (a - b) / bpf;
     } else if ((p = strstr(line, "Calculated frame count ")) &&
-               sscanf(p, "Calculated frame count %lld does not match value "
-                         "from 'ds64' chunk of %lld", &b, &a) == 2) {
-      if (a > b) frames = a;
+               sscanf(p,
+                      "Calculated frame count %lld does not match value "
+                      "from 'ds64' chunk of %lld",
+                      &b, &a) == 2) {
+      if (a > b)
+        frames = a;
     }
     line = next;
   }
   free(buf);
-  if (frames >= 0 && frames <= info->frames) frames = -1;
+  if (frames >= 0 && frames <= info->frames)
+    frames = -1;
   return frames;
 }
 
@@ -161,11 +187,13 @@ static int64_t declared_frames(SNDFILE *sf, const SF_INFO *info,
 static int64_t count_frames(const char *path) {
   SF_INFO info = {0};
   SNDFILE *sf = sf_open(path, SFM_READ, &info);
-  if (!sf) return 0;
+  if (!sf)
+    return 0;
   float *buf = malloc(sizeof(float) * CHUNK * (size_t)info.channels);
   int64_t n = 0;
   sf_count_t k;
-  while (buf && (k = sf_readf_float(sf, buf, CHUNK)) > 0) n += k;
+  while (buf && (k = sf_readf_float(sf, buf, CHUNK)) > 0)
+    n += k;
   free(buf);
   sf_close(sf);
   return n;
@@ -183,19 +211,23 @@ static int stream_cut_short(SNDFILE *sf, const SF_INFO *info) {
   int mp3 = (info->format & SF_FORMAT_TYPEMASK) == SF_FORMAT_MPEG;
   if (mp3) {
     back = info->frames / 50;
-    if (back < info->samplerate / 2) back = info->samplerate / 2;
+    if (back < info->samplerate / 2)
+      back = info->samplerate / 2;
   }
-  if (back > info->frames) back = info->frames;
+  if (back > info->frames)
+    back = info->frames;
   int64_t pos = info->frames - back;
   float *buf = malloc(sizeof(float) * 1024 * (size_t)info->channels);
-  if (!buf) return 0;
+  if (!buf)
+    return 0;
   int cut = 0;
   if (sf_seek(sf, pos, SEEK_SET) != pos) {
     cut = 1;
   } else {
     int64_t got = 0;
     sf_count_t k;
-    while (got < back && (k = sf_readf_float(sf, buf, 1024)) > 0) got += k;
+    while (got < back && (k = sf_readf_float(sf, buf, 1024)) > 0)
+      got += k;
     cut = mp3 ? got == 0 : got < back;
   }
   free(buf);
@@ -241,13 +273,13 @@ static SNDFILE *open_checked(const char *path, SF_INFO *info, char *err,
     sf_message(sf_strerror(NULL), msg, sizeof msg);
     if (e == SF_ERR_UNRECOGNISED_FORMAT)
       fail(err, errlen, "'%s' is not a sound file libsndfile can read", path);
-    else if (e == SF_ERR_MALFORMED_FILE)
-      fail(err, errlen, "'%s' is damaged or truncated (%s)", path, msg);
     else if (e == SF_ERR_UNSUPPORTED_ENCODING)
       fail(err, errlen, "'%s' uses an encoding libsndfile cannot read (%s)",
            path, msg);
-    else
+    else if (e == SF_ERR_SYSTEM)
       fail(err, errlen, "cannot read '%s': %s", path, msg);
+    else /* SF_ERR_MALFORMED_FILE and libsndfile's own, finer codes */
+      fail(err, errlen, "'%s' is damaged or truncated (%s)", path, msg);
     return NULL;
   }
   if (info->channels < 1 || info->channels > MB_MAX_CHANNELS) {
@@ -262,23 +294,29 @@ static SNDFILE *open_checked(const char *path, SF_INFO *info, char *err,
   }
   int64_t bytes = -1, said = declared_frames(sf, info, &bytes);
   if (said >= 0) {
-    fail(err, errlen, "'%s' is truncated: header says %lld frames, file holds %lld",
-         path, (long long)said, (long long)info->frames);
+    fail(err, errlen,
+         "'%s' is truncated: header says %lld frames, file holds %lld", path,
+         (long long)said, (long long)info->frames);
     goto refuse;
   }
   if (bytes >= 0) {
-    fail(err, errlen, "'%s' is truncated: header says %lld bytes of audio, "
-         "file holds fewer", path, (long long)bytes);
+    fail(err, errlen,
+         "'%s' is truncated: header says %lld bytes of audio, "
+         "file holds fewer",
+         path, (long long)bytes);
     goto refuse;
   }
   if (info->frames <= 0) {
     fail(err, errlen, "'%s' is empty (no audio frames)", path);
     goto refuse;
   }
-  if (!pcm_bytes(info->format)) {
+  /* FLAC reports PCM_16/24 but is a compressed stream all the same. */
+  if (!pcm_bytes(info->format) ||
+      (info->format & SF_FORMAT_TYPEMASK) == SF_FORMAT_FLAC) {
     if (stream_cut_short(sf, info)) {
-      fail(err, errlen, "'%s' is truncated: header says %lld frames, file holds %lld",
-           path, (long long)info->frames, (long long)count_frames(path));
+      fail(err, errlen,
+           "'%s' is truncated: header says %lld frames, file holds %lld", path,
+           (long long)info->frames, (long long)count_frames(path));
       goto refuse;
     }
     if (sf_seek(sf, 0, SEEK_SET) != 0) {
@@ -318,9 +356,11 @@ struct mb_reader {
 mb_reader *mb_reader_open(const char *path, char *err, size_t errlen) {
   SF_INFO info;
   SNDFILE *sf = open_checked(path, &info, err, errlen);
-  if (!sf) return NULL;
+  if (!sf)
+    return NULL;
   mb_reader *r = calloc(1, sizeof *r);
-  if (r) r->path = dupstr(path);
+  if (r)
+    r->path = dupstr(path);
   if (!r || !r->path) {
     free(r);
     sf_close(sf);
@@ -333,7 +373,8 @@ mb_reader *mb_reader_open(const char *path, char *err, size_t errlen) {
 }
 
 static void reader_release(mb_reader *r) {
-  if (r->soxr) soxr_delete(r->soxr);
+  if (r->soxr)
+    soxr_delete(r->soxr);
   r->soxr = NULL;
   free(r->ibuf);
   free(r->obuf);
@@ -342,7 +383,8 @@ static void reader_release(mb_reader *r) {
 }
 
 void mb_reader_close(mb_reader *r) {
-  if (!r) return;
+  if (!r)
+    return;
   reader_release(r);
   sf_close(r->sf);
   free(r->path);
@@ -358,8 +400,8 @@ int64_t mb_reader_length(const mb_reader *r) {
   return r->started ? r->length : r->info.frames;
 }
 
-mb_status mb_reader_start(mb_reader *r, double rate, int max_frames,
-                          char *err, size_t errlen) {
+mb_status mb_reader_start(mb_reader *r, double rate, int max_frames, char *err,
+                          size_t errlen) {
   reader_release(r);
   if (!(rate > 0) || max_frames <= 0) {
     fail(err, errlen, "cannot read '%s': bad rate %g or block %d", r->path,
@@ -374,7 +416,8 @@ mb_status mb_reader_start(mb_reader *r, double rate, int max_frames,
   size_t n = (size_t)CHUNK * (size_t)r->info.channels;
   double file_rate = r->info.samplerate;
   r->ibuf = malloc(n * sizeof(float));
-  if (rate != file_rate) r->obuf = malloc(n * sizeof(float));
+  if (rate != file_rate)
+    r->obuf = malloc(n * sizeof(float));
   if (!r->ibuf || (rate != file_rate && !r->obuf)) {
     reader_release(r);
     fail(err, errlen, "cannot read '%s': out of memory", r->path);
@@ -405,7 +448,8 @@ mb_status mb_reader_start(mb_reader *r, double rate, int max_frames,
 static mb_status fill(mb_reader *r, int64_t n, size_t *got, char *err,
                       size_t errlen) {
   int64_t left = r->info.frames - r->file_pos;
-  if (n > left) n = left;
+  if (n > left)
+    n = left;
   *got = 0;
   if (n <= 0 || r->file_end) {
     r->file_end = 1;
@@ -422,7 +466,8 @@ static mb_status fill(mb_reader *r, int64_t n, size_t *got, char *err,
     }
     r->file_end = 1;
   }
-  if (k < 0) k = 0;
+  if (k < 0)
+    k = 0;
   r->file_pos += k;
   *got = (size_t)k;
   return MB_OK;
@@ -444,7 +489,8 @@ static void deinterleave(const float *src, int channels, size_t n,
   }
   for (int c = 0; c < channels; c++) {
     float *d = out[c] + at;
-    for (size_t i = 0; i < n; i++) d[i] = src[i * (size_t)channels + c];
+    for (size_t i = 0; i < n; i++)
+      d[i] = src[i * (size_t)channels + c];
   }
 }
 
@@ -453,8 +499,8 @@ static void zero(float *const *out, int channels, size_t at, size_t n) {
     memset(out[c] + at, 0, n * sizeof(float));
 }
 
-mb_status mb_reader_read(mb_reader *r, float *const *out, int frames,
-                         char *err, size_t errlen) {
+mb_status mb_reader_read(mb_reader *r, float *const *out, int frames, char *err,
+                         size_t errlen) {
   if (!r->started) {
     fail(err, errlen, "cannot read '%s': reader not started", r->path);
     return MB_ERR_STATE;
@@ -463,27 +509,33 @@ mb_status mb_reader_read(mb_reader *r, float *const *out, int frames,
   size_t done = 0, total = frames > 0 ? (size_t)frames : 0;
   while (done < total) {
     size_t want = total - done;
-    if (want > CHUNK) want = CHUNK;
+    if (want > CHUNK)
+      want = CHUNK;
     int64_t left = r->length - r->delivered;
     size_t got = 0;
     if (left <= 0 || (r->soxr ? r->drained : r->file_end)) {
       /* Past the signal, or the decoder ended early: zeros. */
       zero(out, ch, done, want);
       done += want;
-      if (left > 0) r->delivered += left < (int64_t)want ? left : (int64_t)want;
+      if (left > 0)
+        r->delivered += left < (int64_t)want ? left : (int64_t)want;
       continue;
     }
-    if ((int64_t)want > left) want = (size_t)left;
+    if ((int64_t)want > left)
+      want = (size_t)left;
     if (!r->soxr) {
       mb_status st = fill(r, (int64_t)want, &got, err, errlen);
-      if (st) return st;
+      if (st)
+        return st;
       deinterleave(r->ibuf, ch, got, out, done);
-      if (got < want) zero(out, ch, done + got, want - got);
+      if (got < want)
+        zero(out, ch, done + got, want - got);
       got = want; /* padding counts as signal up to length */
     } else {
       if (r->in_pos == r->in_len && !r->file_end) {
         mb_status st = fill(r, CHUNK, &r->in_len, err, errlen);
-        if (st) return st;
+        if (st)
+          return st;
         r->in_pos = 0;
       }
       size_t used = 0;
@@ -495,7 +547,8 @@ mb_status mb_reader_read(mb_reader *r, float *const *out, int frames,
       } else {
         /* End of input: soxr flushes its filter tail. */
         e = soxr_process(r->soxr, NULL, 0, NULL, r->obuf, want, &got);
-        if (!got) r->drained = 1;
+        if (!got)
+          r->drained = 1;
       }
       if (e) {
         fail(err, errlen, "cannot resample '%s': %s", r->path, e);
@@ -521,6 +574,8 @@ struct mb_writer {
   double in_rate, out_rate;
   soxr_t soxr;
   float *ibuf, *obuf; /* interleaved, CHUNK frames each */
+  int32_t *qbuf;      /* integer formats: CHUNK frames converted */
+  int ibits;          /* 16 or 24 for integer formats, 0 for float */
   int64_t in_frames;  /* taken from the caller, at in_rate */
   int64_t frames;     /* written to the file, at out_rate */
   int64_t clipped;
@@ -532,8 +587,10 @@ struct mb_writer {
 static int ext_is(const char *ext, const char *want) {
   for (; *ext && *want; ext++, want++) {
     char c = *ext;
-    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
-    if (c != *want) return 0;
+    if (c >= 'A' && c <= 'Z')
+      c = (char)(c - 'A' + 'a');
+    if (c != *want)
+      return 0;
   }
   return !*ext && !*want;
 }
@@ -549,10 +606,14 @@ static const char *extension(const char *path) {
  * with auto-downgrade (see mb_writer_open). */
 int mb_writer_format_for(const char *path) {
   const char *ext = path ? extension(path) : NULL;
-  if (!ext) return 0;
-  if (ext_is(ext, "wav")) return SF_FORMAT_WAV;
-  if (ext_is(ext, "aif") || ext_is(ext, "aiff")) return SF_FORMAT_AIFF;
-  if (ext_is(ext, "flac")) return SF_FORMAT_FLAC;
+  if (!ext)
+    return 0;
+  if (ext_is(ext, "wav"))
+    return SF_FORMAT_WAV;
+  if (ext_is(ext, "aif") || ext_is(ext, "aiff"))
+    return SF_FORMAT_AIFF;
+  if (ext_is(ext, "flac"))
+    return SF_FORMAT_FLAC;
   return 0;
 }
 
@@ -561,18 +622,22 @@ static int split_path(const char *path, char **dir, const char **base) {
   const char *slash = strrchr(path, '/');
   *base = slash ? slash + 1 : path;
   size_t n = slash ? (size_t)(slash - path) : 1;
-  if (slash && n == 0) n = 1; /* "/x.wav": the root */
+  if (slash && n == 0)
+    n = 1; /* "/x.wav": the root */
   *dir = malloc(n + 1);
-  if (!*dir) return -1;
+  if (!*dir)
+    return -1;
   memcpy(*dir, slash ? path : ".", n);
   (*dir)[n] = '\0';
   return 0;
 }
 
 static void writer_free(mb_writer *w) {
-  if (w->soxr) soxr_delete(w->soxr);
+  if (w->soxr)
+    soxr_delete(w->soxr);
   free(w->ibuf);
   free(w->obuf);
+  free(w->qbuf);
   free(w->path);
   free(w->tmp);
   free(w);
@@ -580,15 +645,17 @@ static void writer_free(mb_writer *w) {
 
 /* Close everything and remove the temporary file. */
 static void writer_discard(mb_writer *w) {
-  if (w->sf) sf_close(w->sf);
-  if (w->fd >= 0) close(w->fd);
-  if (w->tmp) unlink(w->tmp);
+  if (w->sf)
+    sf_close(w->sf);
+  if (w->fd >= 0)
+    close(w->fd);
+  if (w->tmp)
+    unlink(w->tmp);
   writer_free(w);
 }
 
 mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
-                          double out_rate, int bits, char *err,
-                          size_t errlen) {
+                          double out_rate, int bits, char *err, size_t errlen) {
   if (!path || !*path) {
     fail(err, errlen, "cannot write '': no file name given");
     return NULL;
@@ -598,14 +665,17 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
     const char *ext = extension(path);
     fail(err, errlen,
          "cannot write '%s': %s%s%s (supported: .wav, .aif, .aiff, .flac)",
-         path, ext ? "unknown extension '." : "no extension",
-         ext ? ext : "", ext ? "'" : "");
+         path, ext ? "unknown extension '." : "no extension", ext ? ext : "",
+         ext ? "'" : "");
     return NULL;
   }
   int sub;
-  if (bits == 16) sub = SF_FORMAT_PCM_16;
-  else if (bits == 24) sub = SF_FORMAT_PCM_24;
-  else if (bits == 32) sub = SF_FORMAT_FLOAT;
+  if (bits == 16)
+    sub = SF_FORMAT_PCM_16;
+  else if (bits == 24)
+    sub = SF_FORMAT_PCM_24;
+  else if (bits == 32)
+    sub = SF_FORMAT_FLOAT;
   else {
     fail(err, errlen,
          "cannot write '%s': bits must be 16, 24 or 32 (float), not %d", path,
@@ -619,11 +689,12 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
     return NULL;
   }
   if (channels < 1 || channels > MB_MAX_CHANNELS) {
-    fail(err, errlen, "cannot write '%s': %d channels (1 to %d allowed)",
-         path, channels, MB_MAX_CHANNELS);
+    fail(err, errlen, "cannot write '%s': %d channels (1 to %d allowed)", path,
+         channels, MB_MAX_CHANNELS);
     return NULL;
   }
-  if (out_rate == 0) out_rate = in_rate;
+  if (out_rate == 0)
+    out_rate = in_rate;
   if (!(in_rate > 0) || !(out_rate > 0) || out_rate != floor(out_rate) ||
       out_rate > INT_MAX) {
     fail(err, errlen, "cannot write '%s': bad sample rate %g Hz", path,
@@ -637,9 +708,10 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
   /* RF64 with auto-downgrade: a plain WAV unless it passes 4 GiB. */
   info.format = (major == SF_FORMAT_WAV ? SF_FORMAT_RF64 : major) | sub;
   if (!sf_format_check(&info)) {
-    fail(err, errlen, "cannot write '%s': libsndfile refuses %d-bit %d-channel"
-         " audio at %d Hz in this format", path, bits, channels,
-         info.samplerate);
+    fail(err, errlen,
+         "cannot write '%s': libsndfile refuses %d-bit %d-channel"
+         " audio at %d Hz in this format",
+         path, bits, channels, info.samplerate);
     return NULL;
   }
 
@@ -653,20 +725,24 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
   w->in_rate = in_rate;
   w->out_rate = out_rate;
   /* 16-bit: full scale is 32768 and the largest code 32767, so anything
-   * above 32767/32768 is clipped (libsndfile scales by 0x8000 when
-   * clipping is on); likewise for 24-bit. Float keeps overs. */
-  w->hi = bits == 16 ? 32767.0f / 32768.0f
-        : bits == 24 ? 8388607.0f / 8388608.0f
-                     : INFINITY;
+   * above 32767/32768 is clipped (the scale libsndfile's reader uses too);
+   * likewise for 24-bit. Float keeps overs. */
+  w->hi = bits == 16   ? 32767.0f / 32768.0f
+          : bits == 24 ? 8388607.0f / 8388608.0f
+                       : INFINITY;
   w->lo = bits == 32 ? -INFINITY : -1.0f;
   size_t n = (size_t)CHUNK * (size_t)channels;
   w->path = dupstr(path);
   w->ibuf = malloc(n * sizeof(float));
-  if (in_rate != out_rate) w->obuf = malloc(n * sizeof(float));
+  if (in_rate != out_rate)
+    w->obuf = malloc(n * sizeof(float));
+  w->ibits = bits == 32 ? 0 : bits;
+  if (w->ibits)
+    w->qbuf = malloc(n * sizeof(int32_t));
   char *dir = NULL;
   const char *base;
   if (!w->path || !w->ibuf || (in_rate != out_rate && !w->obuf) ||
-      split_path(path, &dir, &base)) {
+      (w->ibits && !w->qbuf) || split_path(path, &dir, &base)) {
     fail(err, errlen, "cannot write '%s': out of memory", path);
     writer_discard(w);
     return NULL;
@@ -703,7 +779,8 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
     snprintf(w->tmp, tlen, "%s/.%s.moonbus-%ld-%u.tmp", dir, base,
              (long)getpid(), atomic_fetch_add(&serial, 1u));
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (w->fd < 0 && errno != EEXIST) break;
+    if (w->fd < 0 && errno != EEXIST)
+      break;
   }
   if (w->fd < 0) {
     fail(err, errlen, "cannot write '%s': %s", path, strerror(errno));
@@ -726,8 +803,9 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
   }
   if (major == SF_FORMAT_WAV)
     sf_command(w->sf, SFC_RF64_AUTO_DOWNGRADE, NULL, SF_TRUE);
-  /* Saturate rather than wrap around (and FLAC's encoder otherwise rejects
-   * whole blocks with out-of-range samples). Float files are unaffected. */
+  /* emit() saturates integers itself; clipping stays on in case libsndfile
+   * ever converts floats for us (its FLAC encoder drops whole blocks with
+   * out-of-range samples otherwise). Float files are unaffected. */
   sf_command(w->sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
   if (in_rate != out_rate) {
     const char *why = NULL;
@@ -747,7 +825,12 @@ fail_dir:
   return NULL;
 }
 
-/* Count clips and the peak of what goes into the file, then write it. */
+/* Count clips and the peak of what goes into the file, then write it.
+ * Integer formats are converted here rather than by libsndfile: 1.2.0's
+ * clipping float-to-16-bit path scales to 32 bits and shifts right, which
+ * floors instead of rounding (a -0.5 LSB offset and up to 1 LSB of error,
+ * measured). We round to nearest and saturate, then hand libsndfile 32-bit
+ * integers whose low bits it drops exactly (>> 16 or >> 8). */
 static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
                       size_t errlen) {
   size_t len = n * (size_t)w->channels;
@@ -761,7 +844,23 @@ static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
   }
   w->clipped += clipped;
   w->peak = pk;
-  if (sf_writef_float(w->sf, buf, (sf_count_t)n) != (sf_count_t)n) {
+  sf_count_t put;
+  if (w->ibits) {
+    double scale = w->ibits == 16 ? 32768.0 : 8388608.0;
+    double top = scale - 1, bottom = -scale;
+    int shift = 32 - w->ibits;
+    int32_t *q = w->qbuf;
+    for (size_t i = 0; i < len; i++) {
+      double d = buf[i] * scale;
+      d = d == d ? d : 0; /* NaN */
+      d = d > top ? top : d < bottom ? bottom : d;
+      q[i] = (int32_t)(d + (d >= 0 ? 0.5 : -0.5)) * (1 << shift);
+    }
+    put = sf_writef_int(w->sf, q, (sf_count_t)n);
+  } else {
+    put = sf_writef_float(w->sf, buf, (sf_count_t)n);
+  }
+  if (put != (sf_count_t)n) {
     char msg[256];
     fail(err, errlen, "cannot write '%s': %s", w->path,
          sf_message(sf_strerror(w->sf), msg, sizeof msg));
@@ -793,10 +892,13 @@ static mb_status resample_out(mb_writer *w, const float *in, size_t n,
       got = (size_t)(limit - w->frames);
     if (got) {
       mb_status st = emit(w, w->obuf, got, err, errlen);
-      if (st) return st;
+      if (st)
+        return st;
     }
-    if (in ? (pos >= n && got < CHUNK) : got == 0) return MB_OK;
-    if (in && !used && !got) return MB_OK; /* nothing more it will take */
+    if (in ? (pos >= n && got < CHUNK) : got == 0)
+      return MB_OK;
+    if (in && !used && !got)
+      return MB_OK; /* nothing more it will take */
   }
 }
 
@@ -819,13 +921,16 @@ mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
     } else {
       for (int c = 0; c < ch; c++) {
         const float *s = in[c] + done;
-        for (int i = 0; i < n; i++) d[(size_t)i * ch + c] = s[i];
+        for (int i = 0; i < n; i++)
+          d[(size_t)i * ch + c] = s[i];
       }
     }
     w->in_frames += n;
-    mb_status st = w->soxr ? resample_out(w, w->ibuf, (size_t)n, -1, err, errlen)
-                           : emit(w, w->ibuf, (size_t)n, err, errlen);
-    if (st) return st;
+    mb_status st = w->soxr
+                       ? resample_out(w, w->ibuf, (size_t)n, -1, err, errlen)
+                       : emit(w, w->ibuf, (size_t)n, err, errlen);
+    if (st)
+      return st;
     done += n;
   }
   return MB_OK;
@@ -890,14 +995,16 @@ mb_status mb_writer_commit(mb_writer *w, char *err, size_t errlen) {
 }
 
 void mb_writer_abort(mb_writer *w) {
-  if (w) writer_discard(w);
+  if (w)
+    writer_discard(w);
 }
 
 /* Frames the file holds for the input written so far. While resampling,
  * the last few hundred of them are still inside soxr until commit flushes
  * them; the count is the final one already. */
 int64_t mb_writer_frames(const mb_writer *w) {
-  if (!w->soxr) return w->frames;
+  if (!w->soxr)
+    return w->frames;
   return resampled_length(w->in_frames, w->in_rate, w->out_rate);
 }
 
@@ -912,24 +1019,28 @@ double mb_writer_peak(const mb_writer *w) { return w->peak; }
  * resolve (then the caller compares the text). */
 static char *resolved(const char *path) {
   char *full = realpath(path, NULL);
-  if (full) return full;
+  if (full)
+    return full;
   char *dir;
   const char *base;
-  if (split_path(path, &dir, &base)) return NULL;
+  if (split_path(path, &dir, &base))
+    return NULL;
   char *rdir = realpath(dir, NULL);
   free(dir);
-  if (!rdir) return NULL;
+  if (!rdir)
+    return NULL;
   size_t n = strlen(rdir) + strlen(base) + 2;
   char *out = malloc(n);
   if (out)
-    snprintf(out, n, "%s%s%s", rdir,
-             rdir[strlen(rdir) - 1] == '/' ? "" : "/", base);
+    snprintf(out, n, "%s%s%s", rdir, rdir[strlen(rdir) - 1] == '/' ? "" : "/",
+             base);
   free(rdir);
   return out;
 }
 
 int mb_same_file(const char *path, const char *other) {
-  if (!path || !other) return 0;
+  if (!path || !other)
+    return 0;
   struct stat a, b;
   if (stat(path, &a) == 0 && stat(other, &b) == 0)
     return a.st_dev == b.st_dev && a.st_ino == b.st_ino;

@@ -292,22 +292,6 @@ static mb_status create(void *st, const mb_config *c, char *err,
   return MB_OK;
 }
 
-/* Frames until the impulse response of every band has decayed by 120 dB
- * (sum over the cascade of each section's pole decay; conservative). */
-static int64_t tail(const void *st) {
-  const eq_state *s = st;
-  double frames = 0;
-  for (int i = 0; i < NBANDS; i++) {
-    const band *b = &s->b[i];
-    if (b->type == T_OFF || b->ident) continue;
-    for (int k = 0; k < b->nsec; k++) {
-      const double r = mb_biquad_pole_radius(&b->c[k]);
-      if (r >= 1) return -1;
-      if (r > 1e-9) frames += log(1e-6) / log(r);
-    }
-  }
-  return (int64_t)ceil(frames) + 1;
-}
 
 static const char *const type_names[] = {
     "off", "bell", "lowshelf", "highshelf", "highpass", "lowpass",
@@ -371,7 +355,10 @@ const mb_module_desc mb_mod_eq = {
         "coefficients recomputed every 16 frames; type and slope change at "
         "once. Bands that are off, and bands that are exactly flat (0 dB "
         "bell, shelf or tilt) before any signal, pass the input bit-exact. "
-        "phase is minimum (the only choice for now).",
+        "phase is minimum (the only choice for now). The eq reports no "
+        "tail: a rendered file keeps its input's length (the filters' brief "
+        "ringing past the last sample is not rendered), as with sox and "
+        "ffmpeg.",
     .inputs = inputs,
     .n_inputs = 1,
     .has_output = 1,
@@ -384,5 +371,4 @@ const mb_module_desc mb_mod_eq = {
     .set_param = set_param,
     .process = process,
     .reset = reset,
-    .tail = tail,
 };

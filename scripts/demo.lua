@@ -17,13 +17,13 @@ local g = mb.graph { rate = 48000 }
 local secs = a.seconds
 local beat = 60 / 120 -- 120 BPM
 
--- Bass: a 55 Hz sine pumped on every beat by an envelope (exponential decay).
+-- Bass: a 55 Hz sine pumped on every beat (linear in dB: an exponential decay).
 local bass = g:add("tone", { name = "bass", wave = "sine", freq = 55, level = -9,
   duration = secs, channels = 1, fade = 20 })
 local pump = g:add("gain", { name = "bass pump" })
 local pts = {}
 for t = 0, secs - beat, beat do
-  pts[#pts + 1] = { t, 0, "exponential" }
+  pts[#pts + 1] = { t, 0 }
   pts[#pts + 1] = { t + beat * 0.9, -30, "linear" }
 end
 pump:automate("gain", pts)
@@ -46,7 +46,7 @@ local gate = g:add("gain", { name = "hat gate" })
 local gp = {}
 for t = beat / 2, secs - beat, beat do
   gp[#gp + 1] = { t, -60, "linear" }
-  gp[#gp + 1] = { t + 0.005, 0, "exponential" }
+  gp[#gp + 1] = { t + 0.005, 0 }
   gp[#gp + 1] = { t + 0.12, -60, "hold" }
 end
 gate:automate("gain", gp)

@@ -55,6 +55,7 @@ end
 local function default(prm)
   if prm.default == nil then return "" end
   if prm.type == "choice" then return '"' .. prm.default .. '"' end
+  if type(prm.default) == "number" then return ("%g"):format(prm.default) end
   return tostring(prm.default)
 end
 

@@ -25,7 +25,6 @@ end
 
 function M.parser(cmd, description)
   return argparse("moonbus " .. cmd, description)
-    :add_help_command(false)
 end
 
 --- Format a level for people: "-14.02", "-inf".
