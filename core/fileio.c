@@ -544,6 +544,8 @@ mb_status mb_reader_read(mb_reader *r, float *const *out, int frames, char *err,
         e = soxr_process(r->soxr, r->ibuf + r->in_pos * (size_t)ch,
                          r->in_len - r->in_pos, &used, r->obuf, want, &got);
         r->in_pos += used;
+        if (!e && !used && !got)
+          e = "it took no input and gave no output"; /* never loop forever */
       } else {
         /* End of input: soxr flushes its filter tail. */
         e = soxr_process(r->soxr, NULL, 0, NULL, r->obuf, want, &got);
@@ -582,6 +584,7 @@ struct mb_writer {
   float peak;
   float hi, lo; /* a sample outside [lo, hi] is clipped by the format */
   int failed;   /* a write failed: commit refuses */
+  int finished; /* resampler flushed and padded: counts are final */
 };
 
 static int ext_is(const char *ext, const char *want) {
@@ -897,8 +900,12 @@ static mb_status resample_out(mb_writer *w, const float *in, size_t n,
     }
     if (in ? (pos >= n && got < CHUNK) : got == 0)
       return MB_OK;
-    if (in && !used && !got)
-      return MB_OK; /* nothing more it will take */
+    if (in && !used && !got) {
+      /* Never loop forever, never drop input silently. */
+      fail(err, errlen, "cannot write '%s': resampler took no input", w->path);
+      w->failed = 1;
+      return MB_ERR_IO;
+    }
   }
 }
 
@@ -936,13 +943,14 @@ mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
   return MB_OK;
 }
 
-mb_status mb_writer_commit(mb_writer *w, char *err, size_t errlen) {
+mb_status mb_writer_finish(mb_writer *w, char *err, size_t errlen) {
   mb_status st = MB_OK;
   if (w->failed) {
     fail(err, errlen, "cannot write '%s': an earlier write failed", w->path);
-    writer_discard(w);
     return MB_ERR_STATE;
   }
+  if (w->finished) return MB_OK;
+  w->finished = 1;
   if (w->soxr) {
     /* Flush soxr's tail, then pad to the defined length (soxr gives
      * round(), we promise ceil()). */
@@ -956,6 +964,12 @@ mb_status mb_writer_commit(mb_writer *w, char *err, size_t errlen) {
       }
     }
   }
+  if (st) w->failed = 1;
+  return st;
+}
+
+mb_status mb_writer_commit(mb_writer *w, char *err, size_t errlen) {
+  mb_status st = mb_writer_finish(w, err, errlen);
   if (st) {
     writer_discard(w);
     return st;

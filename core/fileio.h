@@ -42,7 +42,10 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
                           size_t errlen);
 mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
                           char *err, size_t errlen);
-/* Flush, close, rename into place, free. */
+/* Flush the resampler and pad to the promised length (commit does it if
+ * not done); after it the counts below are final. */
+mb_status mb_writer_finish(mb_writer *w, char *err, size_t errlen);
+/* Finish, close, rename into place, free. */
 mb_status mb_writer_commit(mb_writer *w, char *err, size_t errlen);
 /* Close, remove the temporary file, free. NULL is fine. */
 void mb_writer_abort(mb_writer *w);

@@ -1134,6 +1134,11 @@ mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
   for (int i = 0; i < g->n; i++) {
     node *nd = &g->nodes[i];
     if (!nd->writer) continue;
+    if ((st = mb_writer_finish(nd->writer, err, sizeof err))) {
+      st = mb_graph_fail(g, st, "%s: %s", nd->name, err);
+      abort_writers(g);
+      return st;
+    }
     mb_output_stats *o = &nd->ostats;
     free((char *)o->path);
     o->path = dupstr(node_path(nd));
