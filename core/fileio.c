@@ -287,9 +287,11 @@ static SNDFILE *open_checked(const char *path, SF_INFO *info, char *err,
          info->channels, MB_MAX_CHANNELS);
     goto refuse;
   }
-  if (info->samplerate <= 0) {
-    fail(err, errlen, "'%s' has an invalid sample rate (%d Hz)", path,
-         info->samplerate);
+  /* 1 Hz .. 768 kHz: the graph's own limits; a header claiming more is
+   * damaged (and would overflow buffer arithmetic downstream). */
+  if (info->samplerate < 1 || info->samplerate > 768000) {
+    fail(err, errlen, "'%s' has an invalid sample rate (%d Hz; 1 .. 768000)",
+         path, info->samplerate);
     goto refuse;
   }
   int64_t bytes = -1, said = declared_frames(sf, info, &bytes);
