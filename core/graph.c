@@ -332,6 +332,13 @@ static mb_status check_sink(mb_graph *g, int i) {
                          "%s: cannot write '%s': unknown extension (use .wav, "
                          ".aif, .aiff or .flac)",
                          nd->name, path);
+  int rate_p = mb_module_param_index(nd->m, "rate");
+  double rate = rate_p >= 0 ? nd->values[rate_p] : 0;
+  if (rate != 0 && rate < 1000)
+    return mb_graph_fail(g, MB_ERR_ARG,
+                         "%s: rate = %g Hz is out of range (0 keeps the "
+                         "graph's rate, or 1000 .. 768000 Hz)",
+                         nd->name, rate);
   if (bits != 16 && bits != 24 && bits != 32)
     return mb_graph_fail(g, MB_ERR_ARG,
                          "%s: bits = %d is not supported (16, 24 or 32 for "

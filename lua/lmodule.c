@@ -182,18 +182,12 @@ static void process(void *st, const mb_block *b) {
     lua_State *L = h->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn);
     lua_rawgeti(L, LUA_REGISTRYINDEX, h->block);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-      /* Remember the first error and stop the render at this block's end;
-       * the binding raises it. */
-      const char *msg = lua_tostring(L, -1);
-      size_t len = strlen(msg ? msg : "error") + strlen(h->name) + 32;
-      h->err = malloc(len);
-      if (h->err)
-        snprintf(h->err, len, "%s: process: %s", h->name,
-                 msg ? msg : "error object is not a string");
-      lua_pop(L, 1);
-      if (h->stop) *h->stop = 1;
-    }
+    char what[128];
+    snprintf(what, sizeof what, "%s: process", h->name);
+    /* Remember the first error and stop the render at this block's end;
+     * the binding raises it. */
+    h->err = mb_lua_call(L, 1, what);
+    if (h->err && h->stop) *h->stop = 1;
   }
   for (int ch = 0; ch < s->out_ch; ch++)
     memcpy(b->out[ch], s->buf + (size_t)ch * s->max_frames, n * sizeof(float));

@@ -327,11 +327,13 @@ static void set_param(lua_State *L, lgraph *lg, int node, int p, int vi) {
         luaL_addchar(&b, '"');
       }
       luaL_pushresult(&b);
+      const char *choices = lua_tostring(L, -1); /* stays on the stack */
       if (!s)
-        fail(L, "%s: %s must be one of %s, got %s", nn, d->id,
-             lua_tostring(L, -1), luaL_typename(L, vi));
-      fail(L, "%s: %s = \"%s\" is not one of %s%s", nn, d->id, s,
-           lua_tostring(L, -1), hint(L, s, d->choices, n));
+        fail(L, "%s: %s must be one of %s, got %s", nn, d->id, choices,
+             luaL_typename(L, vi));
+      const char *h = hint(L, s, d->choices, n);
+      fail(L, "%s: %s = \"%s\" is not one of %s%s", nn, d->id, s, choices,
+           h);
     }
     st = mb_node_set(g, node, p, found);
     break;
@@ -457,6 +459,9 @@ static int graph_add(lua_State *L) {
     if (!host) return fail(L, "out of memory");
     host->fn = luaL_ref(L, LUA_REGISTRYINDEX);
     host->block = LUA_NOREF;
+    /* g:latency() may compile before any render: the node needs a state
+     * from the start (render sets the one it runs in) */
+    host->L = L;
     host->stop = &lg->stop;
     lg->hosts[lg->n_hosts++] = host;
   }
@@ -570,6 +575,57 @@ static int64_t next_control(void *ud, int64_t pos) {
   return next;
 }
 
+/* Message handler for callbacks run by the render: a message without a
+ * position gets the one of the innermost Lua line (the callback's own, or
+ * a function it called). */
+static int callback_error(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) return 1;
+  const char *c = strchr(msg, ':');
+  if (c && c[1] >= '0' && c[1] <= '9') return 1; /* has "chunk:line:" */
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+      return 1;
+    }
+  }
+  return 1;
+}
+
+/* Call the function on top of the stack with nargs arguments under
+ * callback_error; on failure return a malloc'd "chunk:line: <what>: msg". */
+char *mb_lua_call(lua_State *L, int nargs, const char *what) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, callback_error);
+  lua_insert(L, base);
+  int st = lua_pcall(L, nargs, 0, base);
+  lua_remove(L, base);
+  if (st == LUA_OK) return NULL;
+  const char *msg = lua_tostring(L, -1);
+  if (!msg) msg = "(error object is not a string)";
+  /* keep the position first: "file:12: what: message" */
+  size_t pos = 0;
+  const char *c = strchr(msg, ':');
+  if (c && c[1] >= '0' && c[1] <= '9') {
+    const char *d = c + 1;
+    while (*d >= '0' && *d <= '9') d++;
+    if (*d == ':') pos = (size_t)(d - msg) + 1;
+  }
+  size_t len = strlen(msg) + strlen(what) + 8;
+  char *out = malloc(len);
+  if (out) {
+    if (pos)
+      snprintf(out, len, "%.*s %s: %s", (int)pos, msg, what,
+               msg + pos + (msg[pos] == ' '));
+    else
+      snprintf(out, len, "%s: %s", what, msg);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
 static mb_status control(void *ud, int64_t pos) {
   lgraph *lg = ud;
   lua_State *L = lg->L;
@@ -582,16 +638,15 @@ static mb_status control(void *ud, int64_t pos) {
     t->k++;
     lua_rawgeti(L, ti, t->fn);
     lua_pushnumber(L, (double)pos / rate);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-      const char *msg = lua_tostring(L, -1);
+    char what[64];
+    snprintf(what, sizeof what, "control callback at %.3f s",
+             (double)pos / rate);
+    char *e = mb_lua_call(L, 1, what);
+    if (e) {
       free(lg->cb_err);
-      size_t len = strlen(msg ? msg : "") + 64;
-      lg->cb_err = malloc(len);
-      if (lg->cb_err)
-        snprintf(lg->cb_err, len, "control callback at %.3f s: %s",
-                 (double)pos / rate, msg ? msg : "(error object is not a string)");
+      lg->cb_err = e;
       lua_settop(L, ti - 1);
-      return mb_graph_fail(lg->g, MB_ERR_ARG, "control callback failed");
+      return mb_graph_fail(lg->g, MB_ERR_ARG, "%s", e);
     }
   }
   lua_settop(L, ti - 1);
@@ -636,6 +691,10 @@ static double to_db(double x) { return x > 0 ? 20 * log10(x) : -HUGE_VAL; }
 /* g:render{duration=, tail=, progress=} -> stats */
 static int graph_render(lua_State *L) {
   lgraph *lg = check_graph(L, 1);
+  /* before touching any state: the running render owns it */
+  if (mb_graph_rendering(lg->g))
+    return fail(L, "render: the graph is already rendering (called from a "
+                   "control callback or a lua node?)");
   lua_settop(L, 2);
   mb_render_opts o;
   memset(&o, 0, sizeof o);

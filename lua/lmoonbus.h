@@ -23,6 +23,10 @@ typedef struct lua_host {
 
 extern const mb_module_desc mb_mod_lua;
 
+/* [control] Call the function below nargs arguments on L's stack; on an
+ * error return "chunk:line: <what>: message" (malloc'd), else NULL. */
+char *mb_lua_call(lua_State *L, int nargs, const char *what);
+
 /* [control] Nearest candidate to `word` (edit distance <= 2 + len/4), or
  * NULL: for "did you mean" hints. */
 const char *mb_suggest(const char *word, const char *const *candidates,

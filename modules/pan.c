@@ -150,7 +150,8 @@ static const mb_param_desc params[] = {
                .max = 1, .def = 0, .flags = MB_PARAM_SMOOTH,
                .help = "position: -1 left, 0 centre, 1 right"},
     [P_LAW] = {.id = "law", .unit = "dB", .type = MB_PARAM_ENUM, .min = 0,
-               .max = 3, .def = LAW_3, .choices = law_choices,
+               .max = 3, .def = LAW_3, .flags = MB_PARAM_SMOOTH,
+               .choices = law_choices,
                .help = "level of each side at centre (mono input): 0, -3 "
                        "(constant power), -4.5, -6 (linear)"},
 };

@@ -15,7 +15,6 @@ for _, path in ipairs(a.files) do
 end
 
 if a.json then
-  local cjson = require "cjson"
   local out = {}
   for i, m in ipairs(results) do
     out[i] = {
@@ -26,8 +25,7 @@ if a.json then
       duration = m.duration, rate = m.rate, channels = m.channels,
     }
   end
-  -- keep an empty list a list
-  io.write(#out == 0 and "[]" or cjson.encode(out), "\n")
+  io.write(cli.json(out), "\n")
 else
   local rows = {}
   for _, m in ipairs(results) do

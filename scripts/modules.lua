@@ -60,15 +60,12 @@ local function default(prm)
 end
 
 if a.json then
-  local cjson = require "cjson"
+  -- empty Lua tables would encode as JSON objects
   for _, m in ipairs(mods) do
-    for _, prm in ipairs(m.params) do
-      -- cjson has no infinities; ranges are finite
-      if prm.choices and #prm.choices == 0 then prm.choices = nil end
-    end
-    if #m.inputs == 0 then m.inputs = cjson.empty_array end
+    if #m.inputs == 0 then m.inputs = cli.EMPTY_LIST end
+    if #m.params == 0 then m.params = cli.EMPTY_LIST end
   end
-  io.write(cjson.encode(a.kind and mods[1] or mods), "\n")
+  io.write(cli.json(a.kind and mods[1] or mods), "\n")
 elseif a.markdown then
   local out = {}
   local function w(s) out[#out + 1] = s end

@@ -43,6 +43,17 @@ function M.finite(x)
   return x
 end
 
+--- A value that encodes as an empty JSON list: Debian's lua-cjson 2.1.0
+-- encodes every empty table as {} and has no empty_array.
+M.EMPTY_LIST = "\0moonbus-empty-list\0"
+
+--- JSON text of `v`, with M.EMPTY_LIST as [].
+function M.json(v)
+  local cjson = require "cjson"
+  local text = cjson.encode(v)
+  return (text:gsub('"\\u0000moonbus%-empty%-list\\u0000"', "[]"))
+end
+
 --- Print a table of rows (lists of strings) with aligned columns.
 function M.print_table(header, rows, out)
   out = out or io.stdout

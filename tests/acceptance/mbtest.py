@@ -165,7 +165,7 @@ def write(path, x, fs, subtype="FLOAT", format=None):
 
 def db(x, floor=1e-300):
     """20 log10 |x| (elementwise), -inf-safe."""
-    return 20 * np.log10(np.maximum(np.abs(np.asarray(x, dtype=np.float64)), floor))
+    return 20 * np.log10(np.maximum(np.abs(np.asarray(x)).astype(np.float64), floor))
 
 
 def peak_db(x):
