@@ -660,7 +660,7 @@ static void writer_discard(mb_writer *w) {
 }
 
 mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
-                          double out_rate, int bits, char *err, size_t errlen) {
+                          double out_rate, int bits, int64_t expected_frames, char *err, size_t errlen) {
   if (!path || !*path) {
     fail(err, errlen, "cannot write '': no file name given");
     return NULL;
@@ -710,8 +710,19 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
   SF_INFO info = {0};
   info.samplerate = (int)out_rate;
   info.channels = channels;
-  /* RF64 with auto-downgrade: a plain WAV unless it passes 4 GiB. */
-  info.format = (major == SF_FORMAT_WAV ? SF_FORMAT_RF64 : major) | sub;
+  /* WAV: plain RIFF when the expected size fits its 4 GiB limit (a plain
+   * PCM header every tool reads); RF64 with auto-downgrade when the size is
+   * unknown or larger (libsndfile then writes a WAVE_FORMAT_EXTENSIBLE
+   * header even when it downgrades). */
+  int rf64 = 0;
+  if (major == SF_FORMAT_WAV) {
+    double bytes = -1;
+    if (expected_frames >= 0)
+      bytes = (double)expected_frames * (out_rate / in_rate) * channels *
+              (bits / 8);
+    rf64 = bytes < 0 || bytes > 4294967295.0 - (1 << 20);
+  }
+  info.format = (rf64 ? SF_FORMAT_RF64 : major) | sub;
   if (!sf_format_check(&info)) {
     fail(err, errlen,
          "cannot write '%s': libsndfile refuses %d-bit %d-channel"
@@ -806,7 +817,7 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
     writer_discard(w);
     return NULL;
   }
-  if (major == SF_FORMAT_WAV)
+  if (rf64)
     sf_command(w->sf, SFC_RF64_AUTO_DOWNGRADE, NULL, SF_TRUE);
   /* emit() saturates integers itself; clipping stays on in case libsndfile
    * ever converts floats for us (its FLAC encoder drops whole blocks with

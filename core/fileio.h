@@ -34,11 +34,13 @@ mb_status mb_reader_read(mb_reader *r, float *const *out, int frames,
 typedef struct mb_writer mb_writer;
 
 /* Format by extension (.wav, .aif/.aiff, .flac); bits 16, 24 or 32 (32 is
- * float; FLAC refuses it). WAV becomes RF64 when it would pass 4 GiB.
+ * float; FLAC refuses it). expected_frames (at in_rate; -1 if unknown)
+ * chooses plain WAV or RF64: RF64 when the file could pass 4 GiB.
  * out_rate 0 keeps in_rate; otherwise the writer resamples. The folder
  * must exist. */
 mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
-                          double out_rate, int bits, char *err,
+                          double out_rate, int bits, int64_t expected_frames,
+                          char *err,
                           size_t errlen);
 mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
                           char *err, size_t errlen);

@@ -994,6 +994,7 @@ static mb_status open_writers(mb_graph *g) {
       return mb_graph_fail(g, MB_ERR_GRAPH, "%s: no channels reach it",
                            nd->name);
     nd->writer = mb_writer_open(path, nd->in_ch[0], g->run_rate, rate, bits,
+                                nd->sink_len == UNBOUNDED ? -1 : nd->sink_len,
                                 err, sizeof err);
     if (!nd->writer) return mb_graph_fail(g, MB_ERR_IO, "%s: %s", nd->name, err);
   }

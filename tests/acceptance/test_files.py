@@ -269,12 +269,32 @@ def lossy(d):
         T.check(abs(lev + 6) <= 0.5, "%s: 1 kHz at %.2f dBFS (expected -6 +-0.5)" % (src, lev))
 
 
+def wav_header(d):
+    """A WAV that fits in 4 GiB gets the plain RIFF header every tool reads:
+    WAVE_FORMAT_PCM (1) for integers, WAVE_FORMAT_IEEE_FLOAT (3) for float,
+    not WAVE_FORMAT_EXTENSIBLE (0xFFFE) or RF64."""
+    import struct
+    src = os.path.join(d, "hdr_in.wav")
+    T.write(src, np.zeros((4800, 2)), 48000, subtype="PCM_16")
+    pairs = [(src, os.path.join(d, "hdr_%d.wav" % b), b) for b in (16, 24, 32)]
+    T.render(lua_copy(pairs), cwd=d, what="WAV header renders")
+    for _, dst, b in pairs:
+        with open(dst, "rb") as f:
+            head = f.read(22)
+        riff, tag = head[:4], struct.unpack("<H", head[20:22])[0]
+        want = 3 if b == 32 else 1
+        T.check(riff == b"RIFF" and tag == want,
+                "%d-bit stereo WAV: %s header, format tag %#x (expected RIFF, %#x)"
+                % (b, riff, tag, want))
+
+
 def main():
     T.require_modules("input", "output")
     d = T.tmpdir()
     roundtrip(d)
     resampling(d)
     lossy(d)
+    wav_header(d)
     T.finish()
 
 

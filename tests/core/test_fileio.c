@@ -97,7 +97,7 @@ static float sig(int c, int64_t i) {
 static int write_file(const char *path, int ch, double in_rate, double out_rate,
                       int bits, int64_t frames, float (*gen)(int, int64_t)) {
   mb_writer *w =
-      mb_writer_open(path, ch, in_rate, out_rate, bits, err, sizeof err);
+      mb_writer_open(path, ch, in_rate, out_rate, bits, -1, err, sizeof err);
   CHECK(w, "open %s: %s", path, err);
   if (!w)
     return -1;
@@ -253,18 +253,18 @@ static void test_refusals(void) {
 static void test_writer_errors(void) {
   int before = count_entries(NULL);
   const char *p = at("no/such/folder/x.wav");
-  mb_writer *w = mb_writer_open(p, 2, 48000, 0, 24, err, sizeof err);
+  mb_writer *w = mb_writer_open(p, 2, 48000, 0, 24, -1, err, sizeof err);
   CHECK(!w && strstr(err, "does not exist") && strstr(err, p),
         "missing folder: %s", err);
   CHECK(!exists(at("no")), "created a folder");
-  w = mb_writer_open(at("x.mp3"), 2, 48000, 0, 24, err, sizeof err);
+  w = mb_writer_open(at("x.mp3"), 2, 48000, 0, 24, -1, err, sizeof err);
   CHECK(!w && strstr(err, "'.mp3'") && strstr(err, ".flac"), "mp3: %s", err);
-  w = mb_writer_open(at("x.flac"), 2, 48000, 0, 32, err, sizeof err);
+  w = mb_writer_open(at("x.flac"), 2, 48000, 0, 32, -1, err, sizeof err);
   CHECK(!w && strstr(err, "FLAC has no 32-bit float; use bits 16 or 24"),
         "flac 32: %s", err);
-  w = mb_writer_open(at("x.wav"), 2, 48000, 0, 20, err, sizeof err);
+  w = mb_writer_open(at("x.wav"), 2, 48000, 0, 20, -1, err, sizeof err);
   CHECK(!w && strstr(err, "20"), "bits 20: %s", err);
-  w = mb_writer_open(at("x.wav"), MB_MAX_CHANNELS + 1, 48000, 0, 24, err,
+  w = mb_writer_open(at("x.wav"), MB_MAX_CHANNELS + 1, 48000, 0, 24, -1, err,
                      sizeof err);
   CHECK(!w, "too many channels accepted");
   CHECK(count_entries(NULL) == before, "refused writers left files");
@@ -281,7 +281,7 @@ static void test_writer_errors(void) {
 static void test_commit_abort(void) {
   int before = count_entries(NULL), temps;
   const char *dest = at("aborted.wav");
-  mb_writer *w = mb_writer_open(dest, 1, 48000, 44100, 16, err, sizeof err);
+  mb_writer *w = mb_writer_open(dest, 1, 48000, 44100, 16, -1, err, sizeof err);
   CHECK(w, "%s", err);
   if (w) {
     float x[512] = {0.25f};
@@ -323,7 +323,7 @@ static void test_clipping(void) {
   } cases[] = {{16, 2}, {24, 2}, {32, 0}};
   const float x[3] = {1.5f, -1.5f, 0.5f};
   for (int k = 0; k < 3; k++) {
-    mb_writer *w = mb_writer_open(at("clip.wav"), 1, 48000, 0, cases[k].bits,
+    mb_writer *w = mb_writer_open(at("clip.wav"), 1, 48000, 0, cases[k].bits, -1,
                                   err, sizeof err);
     CHECK(w, "%s", err);
     if (!w)
@@ -340,7 +340,7 @@ static void test_clipping(void) {
   /* +1.0 cannot be held by a 16-bit file (largest code 32767); -1.0 can.
    * The file holds saturated values, not wrapped ones. */
   mb_writer *w =
-      mb_writer_open(at("clip.flac"), 1, 48000, 0, 16, err, sizeof err);
+      mb_writer_open(at("clip.flac"), 1, 48000, 0, 16, -1, err, sizeof err);
   if (w) {
     float y[5];
     for (int i = 0; i < 5; i++)
@@ -394,7 +394,7 @@ static float impulse441(int c, int64_t i) {
 static void test_resampling(void) {
   /* Writer, 48k -> 44.1k: ceil(96001 * 44100 / 48000) = ceil(88200.92). */
   const char *path = at("down.wav");
-  mb_writer *w = mb_writer_open(path, 1, 48000, 44100, 32, err, sizeof err);
+  mb_writer *w = mb_writer_open(path, 1, 48000, 44100, 32, -1, err, sizeof err);
   CHECK(w, "%s", err);
   if (w) {
     float buf[4096];
