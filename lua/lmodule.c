@@ -5,6 +5,7 @@
  * function sees `block[c][i]` (1-based), `block.channels`, `block.frames`,
  * `block.rate`, `block.time` and changes the samples in place; output =
  * the block after the call. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@
 #define BLOCK_MT "moonbus.block"
 #define CHANNEL_MT "moonbus.channel"
 
-enum { P_CHANNELS, P_LATENCY };
+enum { P_CHANNELS, P_LATENCY, P_TAIL };
 
 typedef struct lchannel {
   float *data;
@@ -31,6 +32,7 @@ typedef struct lblock {
 typedef struct lua_state_mod {
   lua_host *h;
   int in_ch, out_ch, latency;
+  int64_t tail; /* frames */
   double rate;
   float *buf; /* out_ch x max_frames: the block the function edits */
   int max_frames;
@@ -144,6 +146,7 @@ static mb_status create(void *st, const mb_config *c, char *err,
   s->in_ch = c->in_channels[0];
   s->out_ch = c->out_channels;
   s->latency = (int)c->values[P_LATENCY];
+  s->tail = (int64_t)llround(c->values[P_TAIL] * c->rate);
   s->rate = c->rate;
   s->max_frames = c->max_frames;
   if (!s->h || !s->h->L) {
@@ -197,6 +200,10 @@ static int latency(const void *st) {
   return ((const lua_state_mod *)st)->latency;
 }
 
+static int64_t tail(const void *st) {
+  return ((const lua_state_mod *)st)->tail;
+}
+
 static void destroy(void *st) {
   lua_state_mod *s = st;
   free(s->buf);
@@ -214,6 +221,10 @@ static const mb_param_desc params[] = {
                    .flags = MB_PARAM_STRUCTURAL,
                    .help = "latency the function adds (look-ahead), so the "
                            "graph can align around it"},
+    [P_TAIL] = {.id = "tail", .unit = "s", .type = MB_PARAM_NUMBER, .min = 0,
+                .max = 3600, .def = 0, .flags = MB_PARAM_STRUCTURAL,
+                .help = "how long it keeps sounding after its input ends "
+                        "(echoes, reverb): the render continues that long"},
 };
 
 const mb_module_desc mb_mod_lua = {
@@ -225,18 +236,22 @@ const mb_module_desc mb_mod_lua = {
            "and `block.time` (seconds) describe it; change the samples in "
            "place. Input channels beyond `channels` are dropped; missing "
            "ones repeat the last. A function that delays its signal declares "
-           "it with `latency` (frames) so parallel paths stay aligned. "
+           "it with `latency` (frames) so parallel paths stay aligned; one "
+           "that keeps sounding after its input ends (an echo, a reverb) "
+           "declares `tail` (seconds) so the render continues that long "
+           "(capped by render{tail}). "
            "Offline only: live playback refuses it.",
     .inputs = inputs,
     .n_inputs = 1,
     .has_output = 1,
     .params = params,
-    .n_params = 2,
+    .n_params = 3,
     .state_size = sizeof(lua_state_mod),
     .flags = MB_MODULE_OFFLINE_ONLY,
     .channels = channels,
     .create = create,
     .process = process,
     .latency = latency,
+    .tail = tail,
     .destroy = destroy,
 };
