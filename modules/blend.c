@@ -20,12 +20,12 @@ static inline float ftz(double v) {
 static int channels(const mb_config *c, char *err, size_t errlen) {
   const int d = c->in_channels[DRY], w = c->in_channels[WET];
   if (d == 0 && w == 0) {
-    snprintf(err, errlen, "blend: nothing connected to dry or wet");
+    snprintf(err, errlen, "nothing connected to dry or wet");
     return -1;
   }
   if (d > 1 && w > 1 && d != w) {
     snprintf(err, errlen,
-             "blend: dry has %d channels and wet %d; they must match or one "
+             "dry has %d channels and wet %d; they must match or one "
              "be mono",
              d, w);
     return -1;

@@ -15,7 +15,7 @@ static int channels(const mb_config *c, char *err, size_t errlen) {
   const int n = c->in_channels[0];
   if (first + count - 1 > n) {
     snprintf(err, errlen,
-             "channels: first %d + count %d exceeds the input's %d channel%s",
+             "first %d + count %d exceeds the input's %d channel%s",
              first, count, n, n == 1 ? "" : "s");
     return -1;
   }

@@ -10,11 +10,11 @@ static int channels(const mb_config *c, char *err, size_t errlen) {
   int n = 0;
   for (int p = 0; p < N_IN; p++) n += c->in_channels[p];
   if (n > MB_MAX_CHANNELS) {
-    snprintf(err, errlen, "merge: %d channels in all; at most %d", n,
+    snprintf(err, errlen, "%d channels in all; at most %d", n,
              MB_MAX_CHANNELS);
     return -1;
   }
-  if (n == 0) snprintf(err, errlen, "merge: nothing connected");
+  if (n == 0) snprintf(err, errlen, "nothing connected");
   return n > 0 ? n : -1;
 }
 

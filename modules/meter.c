@@ -66,7 +66,7 @@ static mb_status create(void *st, const mb_config *c, char *err,
   s->spare = ebur128_init((unsigned)s->nch, s->rate, modes);
   s->buf = malloc(sizeof(float) * (size_t)c->max_frames * (size_t)s->nch);
   if (!s->eb || !s->spare || !s->buf) {
-    snprintf(err, errlen, "meter: out of memory for %d channels at %lu Hz",
+    snprintf(err, errlen, "out of memory for %d channels at %lu Hz",
              s->nch, s->rate);
     destroy(s);
     return MB_ERR_NOMEM;

@@ -189,18 +189,18 @@ static mb_status create(void *st, const mb_config *c, char *err,
   s->length = v[P_DURATION] > 0 ? llround(v[P_DURATION] * c->rate) : -1;
   s->seed = (uint64_t)v[P_SEED];
   if (s->wave == W_SWEEP && s->length <= 0) {
-    snprintf(err, errlen, "tone: a sweep needs a duration > 0");
+    snprintf(err, errlen, "a sweep needs a duration > 0");
     return MB_ERR_ARG;
   }
   const int sweep = s->wave == W_SWEEP;
   if ((s->wave == W_SINE || sweep) && v[P_FREQ] >= 0.5 * c->rate) {
-    snprintf(err, errlen, "tone: freq %g Hz is not below Nyquist (%g Hz)",
+    snprintf(err, errlen, "freq %g Hz is not below Nyquist (%g Hz)",
              v[P_FREQ], 0.5 * c->rate);
     return MB_ERR_ARG;
   }
   if (sweep && v[P_FREQ_END] >= 0.5 * c->rate) {
     snprintf(err, errlen,
-             "tone: freq_end %g Hz is not below Nyquist (%g Hz)",
+             "freq_end %g Hz is not below Nyquist (%g Hz)",
              v[P_FREQ_END], 0.5 * c->rate);
     return MB_ERR_ARG;
   }

@@ -53,7 +53,7 @@ static mb_status create(void *st, const mb_config *c, char *err,
   width_state *s = st;
   s->rate = c->rate;
   if (c->values[P_MONO_BELOW] >= 0.45 * c->rate) {
-    snprintf(err, errlen, "width: mono_below %g Hz is too high for %g Hz",
+    snprintf(err, errlen, "mono_below %g Hz is too high for %g Hz",
              c->values[P_MONO_BELOW], c->rate);
     return MB_ERR_ARG;
   }
