@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <math.h>
 #include <sndfile.h>
@@ -22,6 +23,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define HAVE_MXCSR 1
+#endif
 
 /* Frames per libsndfile / soxr call: large enough that per-call overhead
  * vanishes, small enough to stay in L2 for stereo. */
@@ -334,6 +339,93 @@ refuse:
 }
 
 /* ---------------------------------------------------------------------
+ * Background I/O
+ *
+ * Decoding, resampling and encoding run on a worker thread per file while
+ * the render thread computes, so a render costs max(DSP, I/O) rather than
+ * their sum on a machine with a spare core. The worker and the render
+ * thread share a ring of planar slots; only the slot counters are locked.
+ * A reader's worker reads ahead (zeros past the end, as a direct read
+ * would); a writer's worker writes behind. The worker's first error is
+ * kept and handed to the render thread at its next call, so errors still
+ * surface in order with the same messages.
+ * ------------------------------------------------------------------- */
+
+#define PIPE_SLOTS 6
+#define PIPE_FRAMES 8192
+
+typedef struct io_pipe {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int channels;
+  float *mem;                  /* PIPE_SLOTS * channels * PIPE_FRAMES */
+  int fill[PIPE_SLOTS];        /* frames held by each slot */
+  int64_t made, used;          /* slots produced and consumed so far */
+  int off;                     /* render thread's offset into its slot */
+  int stop;                    /* ask the worker to leave */
+  int closing;                 /* writer: no more slots will come */
+  mb_status st;                /* the worker's error, MB_OK if none */
+  char err[MB_ERRLEN];
+  unsigned csr;                /* render thread's MXCSR (FTZ/DAZ) */
+} io_pipe;
+
+static float *slot_chan(io_pipe *p, int64_t slot, int c) {
+  return p->mem + ((size_t)(slot % PIPE_SLOTS) * (size_t)p->channels + c) *
+                      PIPE_FRAMES;
+}
+
+static io_pipe *pipe_new(int channels) {
+  io_pipe *p = calloc(1, sizeof *p);
+  if (!p)
+    return NULL;
+  p->channels = channels;
+  p->mem = malloc(sizeof(float) * PIPE_SLOTS * PIPE_FRAMES * (size_t)channels);
+  if (!p->mem || pthread_mutex_init(&p->mu, NULL)) {
+    free(p->mem);
+    free(p);
+    return NULL;
+  }
+  if (pthread_cond_init(&p->cv, NULL)) {
+    pthread_mutex_destroy(&p->mu);
+    free(p->mem);
+    free(p);
+    return NULL;
+  }
+#ifdef HAVE_MXCSR
+  p->csr = _mm_getcsr();
+#endif
+  return p;
+}
+
+static int pipe_start(io_pipe *p, void *(*fn)(void *), void *arg) {
+  return pthread_create(&p->thread, NULL, fn, arg) == 0;
+}
+
+/* Stop the worker (it finishes the slot in hand) and free everything. */
+static void pipe_free(io_pipe *p) {
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  pthread_join(p->thread, NULL);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p->mem);
+  free(p);
+}
+
+static void pipe_worker_setup(const io_pipe *p) {
+#ifdef HAVE_MXCSR
+  _mm_setcsr(p->csr);
+#else
+  (void)p;
+#endif
+}
+
+/* ---------------------------------------------------------------------
  * Reader
  * ------------------------------------------------------------------- */
 
@@ -353,6 +445,7 @@ struct mb_reader {
   size_t in_pos, in_len;
   float *obuf; /* interleaved, CHUNK frames from soxr */
   soxr_t soxr;
+  io_pipe *pipe; /* reading ahead on a worker (mb_reader_prefetch) */
 };
 
 mb_reader *mb_reader_open(const char *path, char *err, size_t errlen) {
@@ -375,6 +468,8 @@ mb_reader *mb_reader_open(const char *path, char *err, size_t errlen) {
 }
 
 static void reader_release(mb_reader *r) {
+  pipe_free(r->pipe);
+  r->pipe = NULL;
   if (r->soxr)
     soxr_delete(r->soxr);
   r->soxr = NULL;
@@ -501,8 +596,8 @@ static void zero(float *const *out, int channels, size_t at, size_t n) {
     memset(out[c] + at, 0, n * sizeof(float));
 }
 
-mb_status mb_reader_read(mb_reader *r, float *const *out, int frames, char *err,
-                         size_t errlen) {
+static mb_status read_direct(mb_reader *r, float *const *out, int frames,
+                             char *err, size_t errlen) {
   if (!r->started) {
     fail(err, errlen, "cannot read '%s': reader not started", r->path);
     return MB_ERR_STATE;
@@ -566,6 +661,100 @@ mb_status mb_reader_read(mb_reader *r, float *const *out, int frames, char *err,
   return MB_OK;
 }
 
+static void *reader_worker(void *arg) {
+  mb_reader *r = arg;
+  io_pipe *p = r->pipe;
+  pipe_worker_setup(p);
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop && p->made - p->used >= PIPE_SLOTS)
+      pthread_cond_wait(&p->cv, &p->mu);
+    int64_t slot = p->made;
+    int stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    if (stop)
+      return NULL;
+    float *chans[MB_MAX_CHANNELS];
+    for (int c = 0; c < p->channels; c++)
+      chans[c] = slot_chan(p, slot, c);
+    char err[MB_ERRLEN];
+    mb_status st = read_direct(r, chans, PIPE_FRAMES, err, sizeof err);
+    pthread_mutex_lock(&p->mu);
+    if (st) {
+      p->st = st;
+      memcpy(p->err, err, sizeof err);
+    } else {
+      p->fill[slot % PIPE_SLOTS] = PIPE_FRAMES;
+      p->made++;
+    }
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (st)
+      return NULL;
+  }
+}
+
+mb_status mb_reader_prefetch(mb_reader *r, char *err, size_t errlen) {
+  if (!r->started) {
+    fail(err, errlen, "cannot read '%s': reader not started", r->path);
+    return MB_ERR_STATE;
+  }
+  if (r->pipe)
+    return MB_OK;
+  io_pipe *p = pipe_new(r->info.channels);
+  if (!p) {
+    fail(err, errlen, "cannot read '%s': out of memory", r->path);
+    return MB_ERR_NOMEM;
+  }
+  r->pipe = p;
+  if (!pipe_start(p, reader_worker, r)) {
+    /* no thread: read directly, as before */
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->mem);
+    free(p);
+    r->pipe = NULL;
+  }
+  return MB_OK;
+}
+
+mb_status mb_reader_read(mb_reader *r, float *const *out, int frames, char *err,
+                         size_t errlen) {
+  io_pipe *p = r->pipe;
+  if (!p)
+    return read_direct(r, out, frames, err, errlen);
+  int done = 0;
+  while (done < frames) {
+    pthread_mutex_lock(&p->mu);
+    while (p->made == p->used && p->st == MB_OK)
+      pthread_cond_wait(&p->cv, &p->mu);
+    int have = p->made > p->used;
+    mb_status st = p->st;
+    int64_t slot = p->used;
+    pthread_mutex_unlock(&p->mu);
+    if (!have) {
+      fail(err, errlen, "%s", p->err);
+      return st;
+    }
+    int n = PIPE_FRAMES - p->off;
+    if (n > frames - done)
+      n = frames - done;
+    for (int c = 0; c < p->channels; c++)
+      memcpy(out[c] + done, slot_chan(p, slot, c) + p->off,
+             sizeof(float) * (size_t)n);
+    done += n;
+    p->off += n;
+    if (p->off == PIPE_FRAMES) {
+      p->off = 0;
+      pthread_mutex_lock(&p->mu);
+      p->used++;
+      pthread_cond_broadcast(&p->cv);
+      pthread_mutex_unlock(&p->mu);
+    }
+  }
+  return MB_OK;
+}
+
 /* ---------------------------------------------------------------------
  * Writer
  * ------------------------------------------------------------------- */
@@ -587,6 +776,7 @@ struct mb_writer {
   float hi, lo; /* a sample outside [lo, hi] is clipped by the format */
   int failed;   /* a write failed: commit refuses */
   int finished; /* resampler flushed and padded: counts are final */
+  io_pipe *pipe; /* writing behind on a worker (mb_writer_background) */
 };
 
 static int ext_is(const char *ext, const char *want) {
@@ -619,6 +809,20 @@ int mb_writer_format_for(const char *path) {
     return SF_FORMAT_AIFF;
   if (ext_is(ext, "flac"))
     return SF_FORMAT_FLAC;
+  if (ext_is(ext, "mp3"))
+    return SF_FORMAT_MPEG;
+  if (ext_is(ext, "ogg") || ext_is(ext, "opus"))
+    return SF_FORMAT_OGG;
+  return 0;
+}
+
+/* Lossy formats: libsndfile encodes floats itself (LAME, libvorbis,
+ * libopus); `bits` does not apply to them. */
+static int lossy_subformat(const char *path, int major) {
+  if (major == SF_FORMAT_MPEG)
+    return SF_FORMAT_MPEG_LAYER_III;
+  if (major == SF_FORMAT_OGG)
+    return ext_is(extension(path), "opus") ? SF_FORMAT_OPUS : SF_FORMAT_VORBIS;
   return 0;
 }
 
@@ -638,6 +842,8 @@ static int split_path(const char *path, char **dir, const char **base) {
 }
 
 static void writer_free(mb_writer *w) {
+  pipe_free(w->pipe);
+  w->pipe = NULL;
   if (w->soxr)
     soxr_delete(w->soxr);
   free(w->ibuf);
@@ -650,6 +856,8 @@ static void writer_free(mb_writer *w) {
 
 /* Close everything and remove the temporary file. */
 static void writer_discard(mb_writer *w) {
+  pipe_free(w->pipe); /* the worker may be inside libsndfile */
+  w->pipe = NULL;
   if (w->sf)
     sf_close(w->sf);
   if (w->fd >= 0)
@@ -669,13 +877,16 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
   if (!major) {
     const char *ext = extension(path);
     fail(err, errlen,
-         "cannot write '%s': %s%s%s (supported: .wav, .aif, .aiff, .flac)",
+         "cannot write '%s': %s%s%s (supported: .wav, .aif, .aiff, .flac, "
+         ".mp3, .ogg, .opus)",
          path, ext ? "unknown extension '." : "no extension", ext ? ext : "",
          ext ? "'" : "");
     return NULL;
   }
-  int sub;
-  if (bits == 16)
+  int sub, lossy = lossy_subformat(path, major);
+  if (lossy)
+    sub = lossy, bits = 32;
+  else if (bits == 16)
     sub = SF_FORMAT_PCM_16;
   else if (bits == 24)
     sub = SF_FORMAT_PCM_24;
@@ -723,6 +934,15 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
     rf64 = bytes < 0 || bytes > 4294967295.0 - (1 << 20);
   }
   info.format = (rf64 ? SF_FORMAT_RF64 : major) | sub;
+  if (lossy == SF_FORMAT_OPUS && info.samplerate != 48000 &&
+      info.samplerate != 24000 && info.samplerate != 16000 &&
+      info.samplerate != 12000 && info.samplerate != 8000) {
+    fail(err, errlen,
+         "cannot write '%s': Opus takes 48000, 24000, 16000, 12000 or 8000 "
+         "Hz, not %d (set the output's rate)",
+         path, info.samplerate);
+    return NULL;
+  }
   if (!sf_format_check(&info)) {
     fail(err, errlen,
          "cannot write '%s': libsndfile refuses %d-bit %d-channel"
@@ -745,8 +965,9 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
    * likewise for 24-bit. Float keeps overs. */
   w->hi = bits == 16   ? 32767.0f / 32768.0f
           : bits == 24 ? 8388607.0f / 8388608.0f
+          : lossy      ? 1.0f /* the encoders clip what lies beyond */
                        : INFINITY;
-  w->lo = bits == 32 ? -INFINITY : -1.0f;
+  w->lo = bits == 32 && !lossy ? -INFINITY : -1.0f;
   size_t n = (size_t)CHUNK * (size_t)channels;
   w->path = dupstr(path);
   w->ibuf = malloc(n * sizeof(float));
@@ -922,8 +1143,8 @@ static mb_status resample_out(mb_writer *w, const float *in, size_t n,
   }
 }
 
-mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
-                          char *err, size_t errlen) {
+static mb_status write_direct(mb_writer *w, const float *const *in,
+                              int frames, char *err, size_t errlen) {
   if (w->failed) {
     fail(err, errlen, "cannot write '%s': an earlier write failed", w->path);
     return MB_ERR_STATE;
@@ -956,8 +1177,132 @@ mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
   return MB_OK;
 }
 
+static void *writer_worker(void *arg) {
+  mb_writer *w = arg;
+  io_pipe *p = w->pipe;
+  pipe_worker_setup(p);
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop && !p->closing && p->made == p->used)
+      pthread_cond_wait(&p->cv, &p->mu);
+    int64_t slot = p->used;
+    int have = p->made > p->used, stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    if (stop || !have)
+      return NULL; /* aborted, or closing with everything written */
+    const float *chans[MB_MAX_CHANNELS];
+    for (int c = 0; c < p->channels; c++)
+      chans[c] = slot_chan(p, slot, c);
+    char err[MB_ERRLEN];
+    mb_status st =
+        write_direct(w, chans, p->fill[slot % PIPE_SLOTS], err, sizeof err);
+    pthread_mutex_lock(&p->mu);
+    if (st) {
+      p->st = st;
+      memcpy(p->err, err, sizeof err);
+    }
+    p->used++;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    if (st)
+      return NULL;
+  }
+}
+
+void mb_writer_background(mb_writer *w) {
+  if (w->pipe)
+    return;
+  io_pipe *p = pipe_new(w->channels);
+  if (!p)
+    return; /* write directly */
+  w->pipe = p;
+  if (!pipe_start(p, writer_worker, w)) {
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->mem);
+    free(p);
+    w->pipe = NULL;
+  }
+}
+
+/* Hand the filled slot to the worker (waiting for a free one first). */
+static mb_status pipe_push(io_pipe *p, int frames, char *err, size_t errlen) {
+  pthread_mutex_lock(&p->mu);
+  p->fill[p->made % PIPE_SLOTS] = frames;
+  p->made++;
+  pthread_cond_broadcast(&p->cv);
+  while (p->st == MB_OK && p->made - p->used >= PIPE_SLOTS)
+    pthread_cond_wait(&p->cv, &p->mu);
+  mb_status st = p->st;
+  pthread_mutex_unlock(&p->mu);
+  if (st)
+    fail(err, errlen, "%s", p->err);
+  return st;
+}
+
+mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
+                          char *err, size_t errlen) {
+  io_pipe *p = w->pipe;
+  if (!p)
+    return write_direct(w, in, frames, err, errlen);
+  if (p->st) {
+    fail(err, errlen, "%s", p->err);
+    return p->st;
+  }
+  int done = 0;
+  while (done < frames) {
+    int n = PIPE_FRAMES - p->off;
+    if (n > frames - done)
+      n = frames - done;
+    int64_t slot = p->made; /* the slot being filled is ours */
+    for (int c = 0; c < p->channels; c++)
+      memcpy(slot_chan(p, slot, c) + p->off, in[c] + done,
+             sizeof(float) * (size_t)n);
+    done += n;
+    p->off += n;
+    if (p->off == PIPE_FRAMES) {
+      p->off = 0;
+      mb_status st = pipe_push(p, PIPE_FRAMES, err, errlen);
+      if (st)
+        return st;
+    }
+  }
+  return MB_OK;
+}
+
+/* Writer: hand over the partial slot, let the worker write everything,
+ * then carry on on this thread. */
+static mb_status pipe_drain(mb_writer *w, char *err, size_t errlen) {
+  io_pipe *p = w->pipe;
+  mb_status st = MB_OK;
+  if (p->off > 0 && p->st == MB_OK) {
+    pthread_mutex_lock(&p->mu);
+    p->fill[p->made % PIPE_SLOTS] = p->off;
+    p->made++;
+    pthread_mutex_unlock(&p->mu);
+    p->off = 0;
+  }
+  pthread_mutex_lock(&p->mu);
+  p->closing = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  pthread_join(p->thread, NULL);
+  if (p->st) {
+    st = p->st;
+    fail(err, errlen, "%s", p->err);
+  }
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p->mem);
+  free(p);
+  w->pipe = NULL;
+  return st;
+}
+
 mb_status mb_writer_finish(mb_writer *w, char *err, size_t errlen) {
   mb_status st = MB_OK;
+  if (w->pipe && (st = pipe_drain(w, err, errlen)))
+    return st;
   if (w->failed) {
     fail(err, errlen, "cannot write '%s': an earlier write failed", w->path);
     return MB_ERR_STATE;

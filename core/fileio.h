@@ -4,7 +4,8 @@
  * file beside its destination and renames it into place only on commit;
  * abort removes it, so a failed run never leaves a partial file under the
  * destination's name. All functions are [control] (offline: the rendering
- * thread). Failures are described in `err` (one line, naming the file). */
+ * thread); prefetching readers and background writers keep a worker thread
+ * of their own. Failures are described in `err` (one line, naming the file). */
 #ifndef MB_FILEIO_H
 #define MB_FILEIO_H
 
@@ -24,6 +25,10 @@ const char *mb_reader_path(const mb_reader *r);
  * when it differs from the file's), in calls of at most max_frames. */
 mb_status mb_reader_start(mb_reader *r, double rate, int max_frames,
                           char *err, size_t errlen);
+/* After start: decode (and resample) ahead on a worker thread, so reads
+ * overlap the caller's processing. Reads and errors are the same as
+ * without it; close or a new start stops the worker. */
+mb_status mb_reader_prefetch(mb_reader *r, char *err, size_t errlen);
 /* Frames the reader delivers at the started rate. */
 int64_t mb_reader_length(const mb_reader *r);
 /* Deliver exactly `frames` planar frames (channels as the file); zeros
@@ -44,6 +49,10 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
                           size_t errlen);
 mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
                           char *err, size_t errlen);
+/* Encode (and resample) behind the caller on a worker thread; writes and
+ * errors are the same (a worker's error surfaces at the next call). Without
+ * a thread it quietly stays direct. */
+void mb_writer_background(mb_writer *w);
 /* Flush the resampler and pad to the promised length (commit does it if
  * not done); after it the counts below are final. */
 mb_status mb_writer_finish(mb_writer *w, char *err, size_t errlen);

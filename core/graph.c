@@ -1100,6 +1100,15 @@ mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
     abort_writers(g);
     return st;
   }
+  /* File I/O on worker threads: the render thread only computes. */
+  for (int i = 0; i < g->n; i++) {
+    node *nd = &g->nodes[i];
+    if (nd->writer) mb_writer_background(nd->writer);
+    if (nd->reader && (st = mb_reader_prefetch(nd->reader, err, sizeof err))) {
+      abort_writers(g);
+      return mb_graph_fail(g, st, "%s: %s", nd->name, err);
+    }
+  }
 
 #ifdef HAVE_MXCSR
   /* Flush denormals to zero on this thread (FTZ | DAZ), restored after. */

@@ -257,8 +257,10 @@ static void test_writer_errors(void) {
   CHECK(!w && strstr(err, "does not exist") && strstr(err, p),
         "missing folder: %s", err);
   CHECK(!exists(at("no")), "created a folder");
-  w = mb_writer_open(at("x.mp3"), 2, 48000, 0, 24, -1, err, sizeof err);
-  CHECK(!w && strstr(err, "'.mp3'") && strstr(err, ".flac"), "mp3: %s", err);
+  w = mb_writer_open(at("x.mp4"), 2, 48000, 0, 24, -1, err, sizeof err);
+  CHECK(!w && strstr(err, "'.mp4'") && strstr(err, ".flac"), "mp4: %s", err);
+  w = mb_writer_open(at("x.opus"), 2, 44100, 0, 24, -1, err, sizeof err);
+  CHECK(!w && strstr(err, "Opus takes 48000"), "opus at 44.1 kHz: %s", err);
   w = mb_writer_open(at("x.flac"), 2, 48000, 0, 32, -1, err, sizeof err);
   CHECK(!w && strstr(err, "FLAC has no 32-bit float; use bits 16 or 24"),
         "flac 32: %s", err);
@@ -273,7 +275,9 @@ static void test_writer_errors(void) {
   CHECK(mb_writer_format_for("b.AiFf") == SF_FORMAT_AIFF, "AiFf");
   CHECK(mb_writer_format_for("b.aif") == SF_FORMAT_AIFF, "aif");
   CHECK(mb_writer_format_for("b.flac") == SF_FORMAT_FLAC, "flac");
-  CHECK(mb_writer_format_for("b.mp3") == 0, "mp3");
+  CHECK(mb_writer_format_for("b.mp3") == SF_FORMAT_MPEG, "mp3");
+  CHECK(mb_writer_format_for("b.Opus") == SF_FORMAT_OGG, "opus");
+  CHECK(mb_writer_format_for("b.mp4") == 0, "mp4");
   CHECK(mb_writer_format_for("wav") == 0, "no extension");
   CHECK(mb_writer_format_for("dir.wav/x") == 0, "dot in folder");
 }
