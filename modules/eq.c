@@ -1,9 +1,22 @@
 /* eq.c - parametric EQ: up to 16 bands of Audio EQ Cookbook filters,
- * each automatable, in double precision. */
+ * each automatable, in double precision; minimum phase (the biquad
+ * cascade) or linear phase (an FIR with the cascade's magnitude, run by
+ * the FFT convolution kernel). */
+/* GCC 12's -O2 uses the "very cheap" vectoriser cost model, which refuses
+ * the linear-phase design loops over the frequency grid (they need an
+ * epilogue); the dynamic model vectorises them. It changes no rounding
+ * (no reassociation). clang needs nothing. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
+
+#include <fftw3.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "dsp/biquad.h"
+#include "dsp/fftconv.h"
 #include "mb_module.h"
 
 #define NBANDS 16
@@ -16,7 +29,13 @@
 #define FLUSH_STEP 1024
 
 enum { F_TYPE, F_FREQ, F_GAIN, F_Q, F_SLOPE, NFIELD };
-enum { P_PHASE = NBANDS * NFIELD, NPARAMS };
+enum { P_PHASE = NBANDS * NFIELD, P_LENGTH, NPARAMS };
+enum { PH_MINIMUM, PH_LINEAR };
+/* Linear phase: fraction of the FIR tapered by the Tukey window (half at
+ * each end). The zero-phase response of a smooth |H| decays exponentially,
+ * so a mostly flat window keeps its body intact (little smoothing of |H|);
+ * the taper only hides the truncation. */
+#define LIN_TAPER 0.1
 
 enum {
   T_OFF, T_BELL, T_LOWSHELF, T_HIGHSHELF, T_HIGHPASS, T_LOWPASS, T_NOTCH,
@@ -42,11 +61,28 @@ typedef struct band {
   mb_biquad_state st[MAXSEC];
 } band;
 
+/* Linear phase: the FIR design buffers and the convolver, all made in
+ * create() so that a redesign during process() allocates nothing. */
+typedef struct linear {
+  int taps, centre; /* odd FIR length; its centre (taps - 1)/2 */
+  int nd;           /* design grid: FFT size, a power of two >= 2 taps */
+  int dirty;        /* a parameter moved since the FIR was built */
+  mb_fftconv *conv;
+  fftw_plan plan;     /* c2r of nd points: |H| (zero phase) -> h0 */
+  fftw_complex *spec; /* nd/2 + 1 bins */
+  double *h0;         /* nd: zero-phase impulse response, circular */
+  double *phi;        /* nd/2 + 1: sin^2(w/2) at each bin */
+  double *pw;         /* nd/2 + 1: |H|^2 being accumulated */
+  float *win;         /* taps: Tukey window / nd (the c2r is unnormalised) */
+  float *fir;         /* taps */
+} linear;
+
 typedef struct eq_state {
   double rate;
   int nch;
   int flush_left;
   band b[NBANDS];
+  linear lin; /* lin.conv is NULL in minimum phase */
 } eq_state;
 
 /* --- parameter ramps -------------------------------------------------- */
@@ -211,11 +247,155 @@ static void flush(eq_state *s) {
   }
 }
 
+/* --- linear phase ------------------------------------------------------ */
+
+/* |H(e^jw)|^2 of a section as a polynomial in phi = sin^2(w/2) (the Audio
+ * EQ Cookbook's form): numerator (b0 + b1 + b2)^2 - 4 (b0 b1 + 4 b0 b2 +
+ * b1 b2) phi + 16 b0 b2 phi^2, denominator likewise with (1, a1, a2). No
+ * cancellation near DC, where cos(w) forms lose the low bands. */
+static void section_power(const mb_biquad *c, const double *restrict phi,
+                          double *restrict pw, int n) {
+  const double n0 = (c->b0 + c->b1 + c->b2) * (c->b0 + c->b1 + c->b2);
+  const double n1 = -4 * (c->b0 * c->b1 + 4 * c->b0 * c->b2 + c->b1 * c->b2);
+  const double n2 = 16 * c->b0 * c->b2;
+  const double d0 = (1 + c->a1 + c->a2) * (1 + c->a1 + c->a2);
+  const double d1 = -4 * (c->a1 + 4 * c->a2 + c->a1 * c->a2);
+  const double d2 = 16 * c->a2;
+  for (int i = 0; i < n; i++) {
+    const double p = phi[i];
+    pw[i] *= (n0 + p * (n1 + p * n2)) / (d0 + p * (d1 + p * d2));
+  }
+}
+
+/* Build the FIR from the bands' current parameters (frequency sampling):
+ * |H| = product of the sections' magnitudes on the nd-point grid, zero
+ * phase, inverse FFT, centred at taps/2 and windowed. Hands it to the
+ * convolver, crossfaded or at once. [audio] (no allocation) */
+static void lin_build(eq_state *s, int crossfade) {
+  linear *L = &s->lin;
+  const int nb = L->nd / 2 + 1;
+  for (int i = 0; i < nb; i++) L->pw[i] = 1;
+  for (int j = 0; j < NBANDS; j++) {
+    band *b = &s->b[j];
+    if (b->type == T_OFF) continue;
+    design(b, s->rate, pr_at(&b->freq, b->freq.e), pr_at(&b->gain, b->gain.e),
+           pr_at(&b->q, b->q.e));
+    for (int k = 0; k < b->nsec; k++)
+      section_power(&b->c[k], L->phi, L->pw, nb);
+  }
+  for (int i = 0; i < nb; i++) {
+    L->spec[i][0] = sqrt(fmax(L->pw[i], 0.0));
+    L->spec[i][1] = 0;
+  }
+  fftw_execute(L->plan);
+  /* fir[n] = h0[n - centre] (circular index), windowed and scaled by 1/nd */
+  const int C = L->centre, nd = L->nd;
+  for (int n = 0; n < L->taps; n++) {
+    const int t = n - C < 0 ? n - C + nd : n - C;
+    L->fir[n] = (float)(L->h0[t] * L->win[n]);
+  }
+  mb_fftconv_set_ir(L->conv, 0, L->fir, L->taps, crossfade);
+  L->dirty = 0;
+}
+
+/* Frames are convolved in chunks that end on the convolver's block grid;
+ * ramps advance with the frames, and where a block is about to be computed
+ * and a parameter has moved, the FIR is rebuilt from the values at that
+ * frame and crossfaded in over the block's B output frames. The grid
+ * counts from create/reset, so results do not depend on block size. */
+static void process_linear(eq_state *s, const mb_block *blk) {
+  linear *L = &s->lin;
+  const int nch = blk->out_channels;
+  int i = 0;
+  while (i < blk->frames) {
+    const int until = mb_fftconv_until_block(L->conv);
+    const int k = blk->frames - i < until ? blk->frames - i : until;
+    for (int j = 0; j < NBANDS; j++) {
+      band *b = &s->b[j];
+      if (!ramping(b)) continue;
+      pr_advance(&b->freq, k);
+      pr_advance(&b->gain, k);
+      pr_advance(&b->q, k);
+      if (b->type != T_OFF) L->dirty = 1;
+    }
+    if (k == until && L->dirty) lin_build(s, 1);
+    const float *ip[MB_MAX_CHANNELS];
+    float *op[MB_MAX_CHANNELS];
+    for (int ch = 0; ch < nch; ch++)
+      ip[ch] = blk->in[0][ch] + i, op[ch] = blk->out[ch] + i;
+    mb_fftconv_process(L->conv, ip, op, k);
+    i += k;
+  }
+}
+
+static void lin_free(linear *L) {
+  mb_fftconv_free(L->conv);
+  if (L->plan) fftw_destroy_plan(L->plan);
+  if (L->spec) fftw_free(L->spec);
+  if (L->h0) fftw_free(L->h0);
+  if (L->phi) fftw_free(L->phi);
+  if (L->pw) fftw_free(L->pw);
+  if (L->win) fftw_free(L->win);
+  if (L->fir) fftw_free(L->fir);
+  memset(L, 0, sizeof *L);
+}
+
+/* Sizes: taps = 2 round(length rate / 2000) + 1 (odd, so the centre is a
+ * whole frame); convolver block B = the smallest power of two >= 64 with
+ * 4 B >= taps (at most four partitions: about the fastest, measured in
+ * tests/modules/test_fftconv.c); design grid nd = the smallest power of
+ * two >= 2 taps (time aliasing of the zero-phase response beyond +-taps/2
+ * is what the window removes anyway). [control] */
+static mb_status lin_create(eq_state *s, double length_ms, char *err,
+                            size_t errlen) {
+  linear *L = &s->lin;
+  L->taps = 2 * (int)lround(length_ms * s->rate / 2000.0) + 1;
+  L->centre = (L->taps - 1) / 2;
+  int B = 64;
+  while (4 * B < L->taps) B *= 2;
+  L->nd = 2;
+  while (L->nd < 2 * L->taps) L->nd *= 2;
+  const int nb = L->nd / 2 + 1;
+  L->conv = mb_fftconv_new(s->nch, 1, L->taps, B);
+  L->spec = fftw_malloc(sizeof(fftw_complex) * (size_t)nb);
+  L->h0 = fftw_malloc(sizeof(double) * (size_t)L->nd);
+  L->phi = fftw_malloc(sizeof(double) * (size_t)nb);
+  L->pw = fftw_malloc(sizeof(double) * (size_t)nb);
+  L->win = fftw_malloc(sizeof(float) * (size_t)L->taps);
+  L->fir = fftw_malloc(sizeof(float) * (size_t)L->taps);
+  if (L->conv && L->spec && L->h0)
+    L->plan = fftw_plan_dft_c2r_1d(L->nd, L->spec, L->h0, FFTW_ESTIMATE);
+  if (!L->plan || !L->phi || !L->pw || !L->win || !L->fir) {
+    snprintf(err, errlen,
+             "phase = \"linear\": out of memory for a %d-tap FIR "
+             "(length = %g ms)", L->taps, length_ms);
+    lin_free(L);
+    return MB_ERR_NOMEM;
+  }
+  for (int i = 0; i < nb; i++) {
+    const double sh = sin(M_PI * i / L->nd); /* sin(w/2), w = 2 pi i/nd */
+    L->phi[i] = sh * sh;
+  }
+  /* Tukey window (scipy.signal.windows.tukey, sym): cosine tapers over
+   * LIN_TAPER (M - 1)/2 frames at each end, 1 between. */
+  const double M1 = L->taps - 1, edge = LIN_TAPER * M1 / 2;
+  for (int n = 0; n < L->taps; n++) {
+    const double d = n < M1 - n ? n : M1 - n; /* frames from the nearer end */
+    const double w = d >= edge ? 1.0 : 0.5 * (1 - cos(M_PI * d / edge));
+    L->win[n] = (float)(w / L->nd);
+  }
+  return MB_OK;
+}
+
 static void process(void *st, const mb_block *blk) {
   eq_state *s = st;
   if (!blk->in[0]) { /* nothing connected: silence */
     for (int ch = 0; ch < blk->out_channels; ch++)
       memset(blk->out[ch], 0, sizeof(float) * (size_t)blk->frames);
+    return;
+  }
+  if (s->lin.conv) {
+    process_linear(s, blk);
     return;
   }
   int i = 0;
@@ -256,6 +436,10 @@ static void set_param(void *st, int idx, double v, int ramp) {
   case F_GAIN: pr_to(&b->gain, v, ramp); break;
   case F_Q: pr_to(&b->q, v, ramp); break;
   }
+  if (s->lin.conv) {
+    s->lin.dirty = 1; /* the FIR follows at the next block (process_linear) */
+    return;
+  }
   start_step(b, s->rate);
 }
 
@@ -270,14 +454,21 @@ static void reset(void *st) {
     start_step(b, s->rate);
   }
   s->flush_left = FLUSH_STEP;
+  if (s->lin.conv) {
+    mb_fftconv_reset(s->lin.conv);
+    lin_build(s, 0);
+  }
 }
 
 static mb_status create(void *st, const mb_config *c, char *err,
                         size_t errlen) {
   eq_state *s = st;
-  (void)err, (void)errlen;
   s->rate = c->rate;
   s->nch = c->out_channels;
+  if (lround(c->values[P_PHASE]) == PH_LINEAR) {
+    mb_status st2 = lin_create(s, c->values[P_LENGTH], err, errlen);
+    if (st2 != MB_OK) return st2;
+  }
   for (int i = 0; i < NBANDS; i++) {
     band *b = &s->b[i];
     const double *v = c->values + i * NFIELD;
@@ -292,11 +483,18 @@ static mb_status create(void *st, const mb_config *c, char *err,
   return MB_OK;
 }
 
+static void destroy(void *st) { lin_free(&((eq_state *)st)->lin); }
+
+/* Linear phase: the FIR's centre plus the convolver's block. */
+static int latency(const void *st) {
+  const eq_state *s = st;
+  return s->lin.conv ? s->lin.centre + mb_fftconv_latency(s->lin.conv) : 0;
+}
 
 static const char *const type_names[] = {
     "off", "bell", "lowshelf", "highshelf", "highpass", "lowpass",
     "notch", "bandpass", "tilt", NULL};
-static const char *const phase_names[] = {"minimum", NULL};
+static const char *const phase_names[] = {"minimum", "linear", NULL};
 
 #define BAND(i)                                                             \
   {.id = "type" #i, .unit = "", .type = MB_PARAM_ENUM, .min = 0,            \
@@ -320,8 +518,14 @@ static const mb_param_desc params[] = {
     BAND(7),  BAND(8),  BAND(9),  BAND(10), BAND(11), BAND(12),
     BAND(13), BAND(14), BAND(15), BAND(16),
     [P_PHASE] = {.id = "phase", .unit = "", .type = MB_PARAM_ENUM, .min = 0,
-                 .max = 0, .def = 0, .choices = phase_names,
-                 .help = "minimum phase (linear phase is planned)"},
+                 .max = 1, .def = PH_MINIMUM, .choices = phase_names,
+                 .flags = MB_PARAM_STRUCTURAL,
+                 .help = "minimum (biquads) or linear (FIR, adds latency)"},
+    [P_LENGTH] = {.id = "length", .unit = "ms", .type = MB_PARAM_NUMBER,
+                  .min = 10, .max = 2000, .def = 300, .scale = MB_SCALE_LOG,
+                  .flags = MB_PARAM_STRUCTURAL,
+                  .help = "linear phase: FIR length (resolution at low "
+                          "frequencies)"},
 };
 _Static_assert(sizeof params / sizeof params[0] == NPARAMS, "param table");
 
@@ -329,7 +533,7 @@ static const mb_port_desc inputs[] = {{.name = "in"}};
 
 const mb_module_desc mb_mod_eq = {
     .id = "eq",
-    .summary = "parametric EQ, 16 bands, minimum phase",
+    .summary = "parametric EQ, 16 bands, minimum or linear phase",
     .doc =
         "Up to 16 bands in series (band 1 first), each the bilinear "
         "transform of an analog prototype prewarped at freq (so the analog "
@@ -353,12 +557,43 @@ const mb_module_desc mb_mod_eq = {
         "dB at Nyquist; it ignores q and slope. Changes of freq, gain and q "
         "ramp (freq and q geometrically, gain linearly in dB) with the "
         "coefficients recomputed every 16 frames; type and slope change at "
-        "once. Bands that are off, and bands that are exactly flat (0 dB "
-        "bell, shelf or tilt) before any signal, pass the input bit-exact. "
-        "phase is minimum (the only choice for now). The eq reports no "
-        "tail: a rendered file keeps its input's length (the filters' brief "
-        "ringing past the last sample is not rendered), as with sox and "
-        "ffmpeg.",
+        "once. In minimum phase, bands that are off, and bands that are "
+        "exactly flat (0 dB bell, shelf or tilt) before any signal, pass "
+        "the input bit-exact. "
+        "phase = \"minimum\" (default) runs these biquads. phase = "
+        "\"linear\" runs an FIR with the same magnitude (the product of "
+        "the same band designs' |H|, so both modes measure the same) and "
+        "no phase shift beyond a pure delay: the FIR is built by frequency "
+        "sampling (|H| on a grid of nd points, nd the power of two at or "
+        "above 2 taps; inverse FFT; centred; Tukey window tapering 5 % at "
+        "each end) with taps = 2 round(length x rate / 2000) + 1, and run "
+        "by uniformly partitioned FFT convolution in blocks of B frames, B "
+        "the smallest power of two >= 64 with 4 B >= taps. Its latency, "
+        "reported to the graph (which compensates it: files stay aligned), "
+        "is (taps - 1)/2 + B frames, 11296 at 48 kHz with the default "
+        "length of 300 ms. At that length the response is within 0.1 dB of "
+        "the analytic one from 30 Hz to 20 kHz wherever that is above -80 "
+        "dB, for bands as steep as a 30 Hz 48 dB/oct high-pass or a 30 Hz "
+        "q 2 bell; bands that ring longer (a higher q low down) need a "
+        "longer length. A notch's null is filled in (|H| has a corner "
+        "there that a finite FIR cannot follow): to about 0.45/(bw T), bw = "
+        "freq/q in Hz and T = length in s (-44 dB for q 4 at 1 kHz), and "
+        "the 0.1 dB holds where the response is 20 dB above that. Flat "
+        "bands give the delayed input within float rounding (peak error "
+        "-124 dB, rms -138 dB re full scale), not bit-exact. In linear "
+        "phase, changes of freq, gain, q, "
+        "type and slope (hand-set or automated, ramped as above) are "
+        "sampled once per block, at the frame where a block is computed: "
+        "the FIR is rebuilt from the values there (no allocation: buffers "
+        "and FFT plans are made at creation) and the block's B output "
+        "frames crossfade linearly from the old FIR's output to the new "
+        "one's, so changes do not click; they lag the minimum-phase ones by "
+        "up to B frames; a rebuild costs about as much as filtering "
+        "0.4 s of stereo (measured at 48 kHz), so a parameter moving all "
+        "the time makes the linear eq about 5 times slower. phase and "
+        "length re-create the node. The eq reports no tail: a rendered file "
+        "keeps its input's length (the filters' brief ringing past the last "
+        "sample is not rendered), as with sox and ffmpeg.",
     .inputs = inputs,
     .n_inputs = 1,
     .has_output = 1,
@@ -371,4 +606,6 @@ const mb_module_desc mb_mod_eq = {
     .set_param = set_param,
     .process = process,
     .reset = reset,
+    .latency = latency,
+    .destroy = destroy,
 };
