@@ -119,8 +119,10 @@ int mb_node_results(const mb_graph *g, int node, const char **names,
 mb_status mb_node_output_stats(const mb_graph *g, int node,
                                mb_output_stats *out);
 
-/* Loudness of a file (ITU-R BS.1770-4 / EBU R128), measured with
- * libebur128. `true_peak` and `sample_peak` are in dB (dBTP, dBFS). */
+/* Loudness of a file (ITU-R BS.1770-4 / EBU R128), measured with our own
+ * kernel (modules/dsp/loudness.h: exact gating, 4x true peak; checked
+ * against libebur128 in tests). `true_peak` and `sample_peak` are in dB
+ * (dBTP, dBFS). */
 typedef struct mb_measurement {
   double integrated, lra, true_peak, sample_peak;
   double momentary_max, short_term_max;

@@ -142,10 +142,6 @@ typedef struct {
   chan ch[MB_MAX_CHANNELS];
 } sat_state;
 
-static inline float ftz(double v) {
-  return fabs(v) < 1.1754943508222875e-38 ? 0.0f : (float)v;
-}
-
 static void destroy(void *st) {
   sat_state *s = st;
   for (int c = 0; c < MB_MAX_CHANNELS; c++) {
