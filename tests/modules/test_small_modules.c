@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dsp/loudness.h"
 #include "modhost.h"
 
 #define RATE 48000.0
@@ -862,41 +863,28 @@ static meter_res meter_results(modhost *h) {
   return r;
 }
 
-/* The same measurements straight from libebur128 (non-histogram mode for
- * I and LRA, its own momentary/short-term every 100 ms). */
+/* The same measurements from the loudness kernel the meter wraps
+ * (modules/dsp/loudness.h, checked against BS.1770-4, EBU Tech 3341/3342
+ * and libebur128 in tests/modules/test_loudness.c), fed the signal part
+ * only: the meter must give exactly these. */
 static meter_res reference(const sig *s, int from, int n) {
   meter_res r;
-  ebur128_state *eb =
-      ebur128_init((unsigned)s->nch, 48000,
-                   EBUR128_MODE_I | EBUR128_MODE_LRA | EBUR128_MODE_TRUE_PEAK |
-                       EBUR128_MODE_HISTOGRAM);
-  float *buf = malloc(sizeof(float) * 4800 * s->nch);
-  double mm = -HUGE_VAL, sm = -HUGE_VAL;
-  for (int i = 0; i < n; i += 4800) {
-    int k = n - i < 4800 ? n - i : 4800;
-    for (int j = 0; j < k; j++)
-      for (int c = 0; c < s->nch; c++)
-        buf[j * s->nch + c] = s->ch[c][from + i + j];
-    ebur128_add_frames_float(eb, buf, (size_t)k);
-    if (k == 4800) {
-      double v;
-      ebur128_loudness_momentary(eb, &v);
-      mm = fmax(mm, v);
-      ebur128_loudness_shortterm(eb, &v);
-      sm = fmax(sm, v);
-    }
+  mb_loudness *l = NULL;
+  char err[256];
+  if (mb_loudness_create(&l, RATE, s->nch, n, MB_LOUDNESS_TRUE_PEAK, err,
+                         sizeof err) != MB_OK) {
+    MH_CHECK(0, "loudness kernel: %s", err);
+    memset(&r, 0, sizeof r);
+    return r;
   }
-  ebur128_loudness_global(eb, &r.v[0]);
-  ebur128_loudness_range(eb, &r.v[1]);
-  double tp = 0, sp = 0;
-  for (int c = 0; c < s->nch; c++) {
-    double v;
-    ebur128_true_peak(eb, (unsigned)c, &v);
-    tp = fmax(tp, v);
-    ebur128_sample_peak(eb, (unsigned)c, &v);
-    sp = fmax(sp, v);
-  }
-  r.v[2] = db(tp), r.v[3] = db(sp), r.v[4] = mm, r.v[5] = sm;
+  const float *ch[MB_MAX_CHANNELS];
+  for (int c = 0; c < s->nch; c++) ch[c] = s->ch[c] + from;
+  mb_loudness_feed(l, ch, 0, n);
+  mb_loudness_result k;
+  mb_loudness_get(l, &k);
+  mb_loudness_destroy(&l);
+  r.v[0] = k.integrated, r.v[1] = k.lra, r.v[2] = k.true_peak;
+  r.v[3] = k.sample_peak, r.v[4] = k.momentary_max, r.v[5] = k.short_term_max;
   /* Pearson in long double, two passes */
   if (s->nch >= 2) {
     long double m1 = 0, m2 = 0, a = 0, b = 0, ab = 0;
@@ -912,9 +900,38 @@ static meter_res reference(const sig *s, int from, int n) {
     r.v[6] = 1;
   }
   r.v[7] = n;
+  return r;
+}
+
+/* libebur128 (non-histogram mode) on the signal part, every 100 ms:
+ * integrated, sample peak, momentary and short-term maxima. */
+static void ebur128_ref(const sig *s, int from, int n, double *v) {
+  ebur128_state *eb = ebur128_init((unsigned)s->nch, 48000,
+                                   EBUR128_MODE_I | EBUR128_MODE_S |
+                                       EBUR128_MODE_SAMPLE_PEAK);
+  float *buf = malloc(sizeof(float) * 4800 * s->nch);
+  double mm = -HUGE_VAL, sm = -HUGE_VAL, sp = 0, x;
+  for (int i = 0; i < n; i += 4800) {
+    int k = n - i < 4800 ? n - i : 4800;
+    for (int j = 0; j < k; j++)
+      for (int c = 0; c < s->nch; c++)
+        buf[j * s->nch + c] = s->ch[c][from + i + j];
+    ebur128_add_frames_float(eb, buf, (size_t)k);
+    if (k == 4800) {
+      ebur128_loudness_momentary(eb, &x);
+      mm = fmax(mm, x);
+      ebur128_loudness_shortterm(eb, &x);
+      sm = fmax(sm, x);
+    }
+  }
+  ebur128_loudness_global(eb, &v[0]);
+  for (int c = 0; c < s->nch; c++) {
+    ebur128_sample_peak(eb, (unsigned)c, &x);
+    sp = fmax(sp, x);
+  }
+  v[1] = db(sp), v[2] = mm, v[3] = sm;
   free(buf);
   ebur128_destroy(&eb);
-  return r;
 }
 
 static int meter_match(const meter_res *a, const meter_res *b, double tol,
@@ -990,10 +1007,25 @@ static void test_meter(void) {
     sig_free(&out);
     mh_free(&h);
   }
-  printf("meter vs libebur128 directly (12 s programme, padding and tail "
-         "excluded):\n");
+  printf("meter vs the loudness kernel fed the signal part (12 s "
+         "programme, padding and tail excluded):\n");
   MH_CHECK(meter_match(&got[0], &ref, 1e-6, 1), "meter differs from "
-                                                "libebur128");
+                                                "the kernel");
+  /* and against libebur128: 0.01 LU (EBU meters agree to that), sample
+   * peak exactly */
+  double eb[4];
+  ebur128_ref(&fed, pad, n, eb);
+  MH_CHECK(fabs(got[0].v[0] - eb[0]) <= 0.01 && got[0].v[3] == eb[1] &&
+               fabs(got[0].v[4] - eb[2]) <= 0.01 &&
+               fabs(got[0].v[5] - eb[3]) <= 0.01,
+           "meter vs libebur128: I %.4f/%.4f SP %.4f/%.4f M %.4f/%.4f S "
+           "%.4f/%.4f",
+           got[0].v[0], eb[0], got[0].v[3], eb[1], got[0].v[4], eb[2],
+           got[0].v[5], eb[3]);
+  printf("meter vs libebur128: integrated %+.4f, momentary max %+.4f, "
+         "short-term max %+.4f LU, sample peak %s\n",
+         got[0].v[0] - eb[0], got[0].v[4] - eb[2], got[0].v[5] - eb[3],
+         got[0].v[3] == eb[1] ? "equal" : "DIFFERS");
   MH_CHECK(meter_match(&got[1], &got[0], 1e-9, 0) &&
                meter_match(&got[2], &got[0], 1e-9, 0),
            "meter depends on block size");
@@ -1028,6 +1060,22 @@ static void test_meter(void) {
     if (k == 2)
       MH_CHECK(isinf(r.v[0]) && r.v[0] < 0 && isinf(r.v[2]),
                "silence: integrated %f, true peak %f", r.v[0], r.v[2]);
+    if (k == 0) {
+      /* true_peak off: the result is absent, the rest unchanged */
+      modhost q;
+      mh_init(&q, "meter", RATE, MAXF);
+      mh_set(&q, "true_peak", 0);
+      MH_CHECK(create(&q, ins) == 0, "%s", q.err);
+      run(&q, ins, &out, c.n, 1000, NULL, 0);
+      const char *nm[16];
+      double v[16];
+      int nr = q.m->results(q.state, nm, v, 16), has_tp = 0;
+      for (int j = 0; j < nr; j++) has_tp |= strcmp(nm[j], "true_peak") == 0;
+      MH_CHECK(nr == 7 && !has_tp && v[0] == r.v[0] && v[2] == r.v[3],
+               "true_peak off: %d results, true_peak %s, I %f vs %f", nr,
+               has_tp ? "present" : "absent", v[0], r.v[0]);
+      mh_free(&q);
+    }
     sig_free(&out), sig_free(&c);
     mh_free(&h);
   }
