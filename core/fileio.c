@@ -351,8 +351,8 @@ refuse:
  * surface in order with the same messages.
  * ------------------------------------------------------------------- */
 
-#define PIPE_SLOTS 6
-#define PIPE_FRAMES 8192
+#define PIPE_SLOTS 4
+#define PIPE_FRAMES 32768
 
 typedef struct io_pipe {
   pthread_t thread;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "lmoonbus.h"
 
 #define GRAPH_MT "moonbus.graph"
@@ -417,8 +418,15 @@ static void set_list_option(lua_State *L, lgraph *lg, int node, int ti) {
       if (p < 0) fail(L, "%s: %s[%d] must be a table", nn, m->list_option, (int)i);
       set_param(L, lg, node, p, ei);
     } else {
-      fail(L, "%s: %s[%d] must be a table, got %s", nn, m->list_option,
-           (int)i, luaL_typename(L, ei));
+      /* a list of numbers when `<singular>1` is a parameter */
+      char flat[96];
+      size_t l = strlen(m->list_option);
+      snprintf(flat, sizeof flat, "%.*s1",
+               (int)(l > 1 && m->list_option[l - 1] == 's' ? l - 1 : l),
+               m->list_option);
+      fail(L, "%s: %s[%d] must be a %s, got %s", nn, m->list_option, (int)i,
+           mb_module_param_index(m, flat) >= 0 ? "number" : "table",
+           luaL_typename(L, ei));
     }
     lua_settop(L, ei - 1);
   }
@@ -1072,6 +1080,29 @@ static int l_suggest(lua_State *L) {
   return 1;
 }
 
+/* core.same_file(a, b) -> true when both paths name one file (or would:
+ * a path that does not exist yet is compared by its resolved folder). */
+static int l_same_file(lua_State *L) {
+  const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
+  lua_pushboolean(L, mb_same_file(a, b));
+  return 1;
+}
+
+/* core.writable(path) -> true when the extension names a format the
+ * output node writes; else false and a message naming the extension. */
+static int l_writable(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  if (mb_writer_format_for(path)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushfstring(L, "cannot write '%s': unknown or missing extension "
+                     "(use .wav, .aif, .aiff, .flac, .mp3, .ogg or .opus)",
+                  path);
+  return 2;
+}
+
 /* ---- open --------------------------------------------------------------- */
 
 static const luaL_Reg graph_methods[] = {
@@ -1089,6 +1120,8 @@ static const luaL_Reg lib[] = {{"graph", l_graph},
                                {"modules", l_modules},
                                {"measure", l_measure},
                                {"suggest", l_suggest},
+                               {"same_file", l_same_file},
+                               {"writable", l_writable},
                                {NULL, NULL}};
 
 int luaopen_moonbus_core(lua_State *L) {

@@ -88,9 +88,19 @@ elseif a.markdown then
     w("Inputs: " .. (#ins > 0 and table.concat(ins, ", ") or "none") ..
       "; output: " .. (m.output and "yes" or "none") .. ".")
     if m.list_option then
-      w(("Option `%s`: a list of up to %d tables whose fields set the numbered " ..
-        "parameters below (`%s[i].field` is `field<i>`)."):format(m.list_option,
-        m.list_max, m.list_option))
+      local singular = m.list_option:gsub("s$", "")
+      local numbers = false
+      for _, prm in ipairs(m.params) do
+        if prm.id == singular .. "1" then numbers = true end
+      end
+      if numbers then
+        w(("Option `%s`: a list of up to %d numbers setting `%s1`, `%s2`, ...")
+          :format(m.list_option, m.list_max, singular, singular))
+      else
+        w(("Option `%s`: a list of up to %d tables whose fields set the numbered " ..
+          "parameters below (`%s[i].field` is `field<i>`)."):format(m.list_option,
+          m.list_max, m.list_option))
+      end
     end
     w("")
     local vis = visible(m)

@@ -15,7 +15,20 @@ end
 --- An argparse parser for `moonbus <cmd>`, parsed without exiting: returns
 -- the parsed arguments or raises a usage error naming the problem.
 function M.parse(parser, args)
-  local ok, res = parser:pparse(args)
+  -- "--lufs -14": argparse would read "-14" as an option; a negative
+  -- number after an option that takes no "=" is that option's value.
+  local joined, i = {}, 1
+  while i <= #args do
+    local a, nxt = args[i], args[i + 1]
+    if a:match("^%-%-[%w-]+$") and nxt and nxt:match("^%-%.?%d") then
+      joined[#joined + 1] = a .. "=" .. nxt
+      i = i + 2
+    else
+      joined[#joined + 1] = a
+      i = i + 1
+    end
+  end
+  local ok, res = parser:pparse(joined)
   if not ok then
     local name = parser._name or "moonbus"
     M.usage_error(("%s: %s (see %s --help)"):format(name, res, name))

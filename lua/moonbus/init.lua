@@ -52,5 +52,6 @@ end
 
 M.ms = require "moonbus.ms"
 M.parallel = require "moonbus.parallel"
+M.master = require "moonbus.master"
 
 return M

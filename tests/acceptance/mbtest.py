@@ -179,6 +179,32 @@ def rms_db(x):
     return -np.inf if r == 0 else 20 * np.log10(r)
 
 
+def ffmpeg_r128(path, extra_filters=""):
+    """ffmpeg's own EBU R128 reading of a file: a dict with I (LUFS), LRA
+    (LU), TP (dBTP, ebur128 peak=true: 4x oversampled below 96 kHz) and SP
+    (sample peak, dBFS), from the last values of `ebur128=...:metadata=1`
+    printed through ametadata (finer than the summary's 0.1 dB steps).
+    None when ffmpeg fails. `extra_filters` go before the meter."""
+    af = (extra_filters + "," if extra_filters else "") + \
+        "ebur128=peak=true+sample:metadata=1,ametadata=mode=print:file=-"
+    p = subprocess.run(["ffmpeg", "-nostdin", "-nostats", "-hide_banner", "-i", path,
+                        "-af", af, "-f", "null", "-"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    last = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("lavfi.r128.") and "=" in line:
+            k, v = line[len("lavfi.r128."):].split("=", 1)
+            last[k] = float(v)
+    out = {"I": last.get("I"), "LRA": last.get("LRA")}
+    # per-channel linear peaks: lavfi.r128.true_peaks_chN
+    tp = [v for k, v in last.items() if k.startswith("true_peaks_ch")]
+    sp = [v for k, v in last.items() if k.startswith("sample_peaks_ch")]
+    out["TP"] = 20 * np.log10(max(tp)) if tp and max(tp) > 0 else -np.inf
+    out["SP"] = 20 * np.log10(max(sp)) if sp and max(sp) > 0 else -np.inf
+    return out
+
+
 def check(cond, msg):
     """Record one check; prints PASS/FAIL with the message (the figures)."""
     global _checks
