@@ -45,37 +45,13 @@ enum { P_CEILING, P_RELEASE, P_LOOKAHEAD, P_TRUE_PEAK, P_GAIN, P_HOLD, P_LINK,
 #define RS (CH + 16)      /* row stride of chunk buffers: vector overrun */
 #define QSCALE 16777216.0 /* 2^24: fixed point of the running sums */
 
-/* Without AVX (sanitizer builds) GCC notes that passing 32-byte vectors
- * would change the ABI: these helpers are file-local and inlined. */
-#if defined(__clang__)
-#if __has_warning("-Wpsabi")
-#pragma clang diagnostic ignored "-Wpsabi"
-#endif
-#elif defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+#include "dsp/simd.h"
 
-/* Eight floats as one vector (GCC/Clang vector extension; AVX with
- * -march=native). Per-lane min, max, multiply and divide round exactly as
- * scalar code, so vector bodies with scalar tails are block-size
- * independent. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-static inline v8f ld(const float *p) {
-  v8f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void st(float *p, v8f v) { memcpy(p, &v, sizeof v); }
-static inline v8f vsel(v8i m, v8f a, v8f b) { /* m ? a : b per lane */
-  return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
-}
 static inline v8f vmax(v8f a, v8f b) {
   v8f r; /* written per lane: GCC and Clang both make this one vmaxps */
   for (int l = 0; l < 8; l++) r[l] = a[l] > b[l] ? a[l] : b[l];
   return r;
 }
-static inline v8f vabs(v8f a) { return (v8f)((v8i)a & 0x7fffffff); }
 
 /* One gain computer: sliding maximum (van Herk / Gil-Werman: blocks of w
  * inputs, prefix maxima running, suffix maxima of the previous block),

@@ -12,32 +12,8 @@
 #define T1 16 /* stage 1 tap pairs (32 taps) */
 #define T2 4  /* stage 2 tap pairs (8 taps) */
 
-/* Without AVX (sanitizer builds) GCC notes that passing 32-byte vectors
- * would change the ABI: these helpers are file-local and inlined. */
-#if defined(__clang__)
-#if __has_warning("-Wpsabi")
-#pragma clang diagnostic ignored "-Wpsabi"
-#endif
-#elif defined(__GNUC__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
+#include "dsp/simd.h"
 
-/* Eight floats as one vector (GCC/Clang vector extension): AVX with
- * -march=native, two SSE registers otherwise. Every lane runs the same
- * operations, so a frame's result does not depend on its lane. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-
-static inline v8f ld(const float *p) {
-  v8f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void st(float *p, v8f v) { memcpy(p, &v, sizeof v); }
-static inline v8f vabs(v8f a) { return (v8f)((v8i)a & 0x7fffffff); }
-static inline v8f vsel(v8i m, v8f a, v8f b) { /* m ? a : b per lane */
-  return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
-}
 static inline int vany(v8i m) { /* any lane set */
   typedef long long v4l __attribute__((vector_size(32)));
   const v4l t = (v4l)m;

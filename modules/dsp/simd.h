@@ -1,0 +1,35 @@
+/* simd.h - eight-float vectors for the kernels that need them (GCC/Clang
+ * vector extensions: AVX with -march=native, two SSE registers otherwise).
+ * Every lane runs the same operations, and per-lane min, max, multiply and
+ * divide round exactly as scalar code, so vector bodies with scalar tails
+ * stay block-size independent. [any] */
+#ifndef MB_DSP_SIMD_H
+#define MB_DSP_SIMD_H
+
+#include <string.h>
+
+/* Without AVX (sanitizer builds) GCC notes that passing 32-byte vectors
+ * would change the ABI: these helpers are static and inlined. */
+#if defined(__clang__)
+#if __has_warning("-Wpsabi")
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+static inline v8f ld(const float *p) {
+  v8f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void st(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+static inline v8f vabs(v8f a) { return (v8f)((v8i)a & 0x7fffffff); }
+static inline v8f vsel(v8i m, v8f a, v8f b) { /* m ? a : b per lane */
+  return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
+}
+
+#endif
