@@ -1245,10 +1245,7 @@ mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
   io_pipe *p = w->pipe;
   if (!p)
     return write_direct(w, in, frames, err, errlen);
-  if (p->st) {
-    fail(err, errlen, "%s", p->err);
-    return p->st;
-  }
+  /* a worker's error is handed over by pipe_push, under the lock */
   int done = 0;
   while (done < frames) {
     int n = PIPE_FRAMES - p->off;

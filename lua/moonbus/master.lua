@@ -130,22 +130,8 @@ local function results(node)
   return ok and r or {}
 end
 
--- Does this module have a parameter (so optional settings degrade
--- gracefully on a build without them)?
-local function has_param(module, param)
-  for _, m in ipairs(core.modules()) do
-    if m.id == module then
-      for _, p in ipairs(m.params) do
-        if p.id == param then return true end
-      end
-    end
-  end
-  return false
-end
-
---- One render of the chain: returns the measured figures of its output,
--- the chain's nodes' results, and the render stats. `path` nil renders
--- without writing.
+--- One render of the chain into `path`: returns the measured figures of
+-- what was written, the chain's nodes' results, and the render stats.
 local function render_pass(o, s, gain, ceiling, path)
   local g = core.graph(s.rate, nil)
   local src = g:add("input", { path = o.input })
@@ -155,15 +141,9 @@ local function render_pass(o, s, gain, ceiling, path)
   if type(nodes) ~= "table" or not nodes.limiter then
     fail("the chain function must return its last node and a table with its limiter ({ limiter = node })")
   end
-  local meter_opts = { name = "after" }
-  -- Analysis passes skip the true peak (the limiter holds it; the final
-  -- pass measures it) when the meter can.
-  if not path and o.fast_meter then meter_opts.true_peak = false end
-  local outm = g:add("meter", meter_opts)
+  local outm = g:add("meter", { name = "after" })
   g:connect(last, outm)
-  if path then
-    g:connect(last, g:add("output", { path = path, bits = s.bits }))
-  end
+  g:connect(last, g:add("output", { path = path, bits = s.bits }))
   local stats = g:render { progress = o.progress }
   local r = {
     after = outm:results(),
@@ -231,7 +211,6 @@ function M.deliver(opts)
     end
     codecs[#codecs + 1] = c
   end
-  o.fast_meter = has_param("meter", "true_peak")
   local before_file = core.measure(o.input)
   if not finite(before_file.integrated) then
     fail("'%s' is silent (its integrated loudness is below the -70 LUFS gate): nothing to deliver", o.input)
@@ -253,9 +232,9 @@ function M.deliver(opts)
   local ok, report = pcall(function()
     local ceiling = s.ceiling
     local passes, tried = 0, {}
-    local function pass(gain, write)
+    local function pass(gain)
       passes = passes + 1
-      local r = render_pass(o, s, gain, ceiling, write and tmp or nil)
+      local r = render_pass(o, s, gain, ceiling, tmp)
       if not finite(r.after.integrated) then
         fail("the chain's output of '%s' is silent", o.input)
       end
@@ -279,7 +258,7 @@ function M.deliver(opts)
       local gain = tried[#tried].gain + (s.lufs - tried[#tried].after.integrated)
       local r
       for _ = 1, 12 do
-        r = pass(gain, true)
+        r = pass(gain)
         local err = s.lufs - r.after.integrated
         if math.abs(err) <= M.tolerance then break end
         -- Past the limiting budget and still short: more gain only
