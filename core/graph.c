@@ -11,6 +11,9 @@
  * start and end) happens at that absolute frame, whatever the block size;
  * blocks are split there. */
 #include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,8 +22,9 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__SSE__) || defined(__x86_64__)
-#include <xmmintrin.h>
+#include <immintrin.h>
 #define HAVE_MXCSR 1
 #endif
 
@@ -88,6 +92,7 @@ struct mb_graph {
   int compiled, rendering;
   int *order;
   float *pool;
+  ptrdiff_t set;     /* floats in one buffer set; the pool holds two */
   int64_t pos;       /* frame being rendered */
   double tail_cap_s; /* longest tail, seconds; set by render */
   double asked_s;    /* render{duration} in seconds, or 0 */
@@ -861,8 +866,11 @@ mb_status mb_graph_compile(mb_graph *g) {
   }
   /* 64-byte aligned channel buffers */
   size_t stride = ((size_t)g->block + 15) & ~(size_t)15;
-  g->pool = aligned_alloc(64, (pa.n_total + 1) * stride * sizeof(float));
-  if (g->pool) memset(g->pool, 0, (pa.n_total + 1) * stride * sizeof(float));
+  /* Two sets: the render pipeline's stages work on alternate blocks, each
+   * in its own set (see render_pipelined). */
+  g->set = (ptrdiff_t)((pa.n_total + 1) * stride);
+  g->pool = aligned_alloc(64, 2 * (size_t)g->set * sizeof(float));
+  if (g->pool) memset(g->pool, 0, 2 * (size_t)g->set * sizeof(float));
   for (int i = 0; g->pool && i < g->n; i++) {
     node *nd = &g->nodes[i];
     for (int ch = 0; ch < nd->out_ch; ch++)
@@ -896,23 +904,24 @@ mb_status mb_graph_latency(mb_graph *g, int *frames) {
 /* ---- rendering --------------------------------------------------------- */
 
 /* Sum every connection into input port p of node i, for frames [0, n). */
-static void gather(mb_graph *g, int i, int p, int n) {
+static void gather(mb_graph *g, int i, int p, int n, ptrdiff_t sh) {
   node *nd = &g->nodes[i];
   if (!nd->in_own[p]) return;
   const int pch = nd->in_ch[p];
-  for (int ch = 0; ch < pch; ch++) memset(nd->in[p][ch], 0, n * sizeof(float));
+  for (int ch = 0; ch < pch; ch++)
+    memset(nd->in[p][ch] + sh, 0, n * sizeof(float));
   for (int k = 0; k < g->nc; k++) {
     conn *c = &g->conns[k];
     if (c->to != i || c->port != p) continue;
     const node *src = &g->nodes[c->from];
     const float *chans[MB_MAX_CHANNELS];
-    for (int ch = 0; ch < c->channels; ch++) chans[ch] = src->out[ch];
+    for (int ch = 0; ch < c->channels; ch++) chans[ch] = src->out[ch] + sh;
     if (c->delay) {
       /* history holds `delay` old frames then this block's frames */
       const size_t len = (size_t)c->delay + g->block;
       for (int ch = 0; ch < c->channels; ch++) {
         float *h = c->hist + ch * len;
-        memcpy(h + c->delay, src->out[ch], n * sizeof(float));
+        memcpy(h + c->delay, src->out[ch] + sh, n * sizeof(float));
         chans[ch] = h;
       }
     }
@@ -921,7 +930,7 @@ static void gather(mb_graph *g, int i, int p, int n) {
     for (int ch = 0; ch < pch; ch++) {
       int sc = c->channels == 1 ? 0 : ch;
       if (sc >= c->channels) continue;
-      float *dst = nd->in[p][ch];
+      float *dst = nd->in[p][ch] + sh;
       const float *s = chans[sc];
       for (int f = 0; f < n; f++) dst[f] += s[f];
     }
@@ -936,7 +945,7 @@ static void gather(mb_graph *g, int i, int p, int n) {
 }
 
 /* Run a module over frames [off, off+n) of the current block. */
-static void run_module(node *nd, int64_t pos, int off, int n) {
+static void run_module(node *nd, int64_t pos, int off, int n, ptrdiff_t sh) {
   mb_block b;
   memset(&b, 0, sizeof b);
   const float *inp[MB_MAX_PORTS][MB_MAX_CHANNELS];
@@ -946,10 +955,11 @@ static void run_module(node *nd, int64_t pos, int off, int n) {
   for (int p = 0; p < nd->m->n_inputs; p++) {
     b.in_channels[p] = nd->in_ch[p];
     if (!nd->in_ch[p]) continue;
-    for (int ch = 0; ch < nd->in_ch[p]; ch++) inp[p][ch] = nd->in[p][ch] + off;
+    for (int ch = 0; ch < nd->in_ch[p]; ch++)
+      inp[p][ch] = nd->in[p][ch] + sh + off;
     b.in[p] = inp[p];
   }
-  for (int ch = 0; ch < nd->out_ch; ch++) outp[ch] = nd->out[ch] + off;
+  for (int ch = 0; ch < nd->out_ch; ch++) outp[ch] = nd->out[ch] + sh + off;
   b.out = outp;
   b.out_channels = nd->out_ch;
   nd->m->process(nd->state, &b);
@@ -957,7 +967,8 @@ static void run_module(node *nd, int64_t pos, int off, int n) {
 
 /* Process a node, splitting the block at automation grid points where an
  * envelope moves. */
-static void run_node_automated(mb_graph *g, node *nd, int64_t pos, int n) {
+static void run_node_automated(mb_graph *g, node *nd, int64_t pos, int n,
+                               ptrdiff_t sh) {
   const double rate = g->run_rate;
   int done = 0;
   int64_t first = (pos + MB_CONTROL_GRID - 1) / MB_CONTROL_GRID *
@@ -970,7 +981,7 @@ static void run_node_automated(mb_graph *g, node *nd, int64_t pos, int n) {
       double v = env_eval(e, (double)(gp + MB_CONTROL_GRID) / rate);
       if (v == e->sent) continue;
       if (!changed && gp > pos + done) {
-        run_module(nd, pos, done, (int)(gp - pos - done));
+        run_module(nd, pos, done, (int)(gp - pos - done), sh);
         done = (int)(gp - pos);
       }
       changed = 1;
@@ -979,7 +990,7 @@ static void run_node_automated(mb_graph *g, node *nd, int64_t pos, int n) {
       nd->m->set_param(nd->state, p, v, MB_CONTROL_GRID);
     }
   }
-  if (done < n) run_module(nd, pos, done, n - done);
+  if (done < n) run_module(nd, pos, done, n - done, sh);
 }
 
 static mb_status open_writers(mb_graph *g) {
@@ -1014,14 +1025,21 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* One stretch of frames [pos, pos+n) through the whole schedule. */
-static mb_status render_span(mb_graph *g, int64_t pos, int n) {
+/* One stretch of frames [pos, pos+n) through the schedule's entries
+ * [o0, o1), in the buffer set `sh` floats from the first. With `cost`,
+ * each entry's time is added to cost[oi] (seconds). */
+static mb_status render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
+                              ptrdiff_t sh, double *cost) {
   char err[MB_ERRLEN];
-  for (int oi = 0; oi < g->n; oi++) {
+  double t = cost ? now() : 0;
+  for (int oi = o0; oi < o1; oi++) {
     node *nd = &g->nodes[g->order[oi]];
-    for (int p = 0; p < nd->m->n_inputs; p++) gather(g, g->order[oi], p, n);
+    for (int p = 0; p < nd->m->n_inputs; p++)
+      gather(g, g->order[oi], p, n, sh);
     if (nd->m->flags & MB_MODULE_FILE_SOURCE) {
-      if (mb_reader_read(nd->reader, nd->out, n, err, sizeof err))
+      float *out[MB_MAX_CHANNELS];
+      for (int ch = 0; ch < nd->out_ch; ch++) out[ch] = nd->out[ch] + sh;
+      if (mb_reader_read(nd->reader, out, n, err, sizeof err))
         return mb_graph_fail(g, MB_ERR_IO, "%s: %s", nd->name, err);
     } else if (nd->m->flags & MB_MODULE_FILE_SINK) {
       /* Drop the latency padding, stop at the signal's end. */
@@ -1032,19 +1050,261 @@ static mb_status render_span(mb_graph *g, int64_t pos, int n) {
       if (a < b) {
         const float *chans[MB_MAX_CHANNELS];
         for (int ch = 0; ch < nd->in_ch[0]; ch++)
-          chans[ch] = nd->in[0][ch] + (a - pos);
+          chans[ch] = nd->in[0][ch] + sh + (a - pos);
         if (mb_writer_write(nd->writer, chans, (int)(b - a), err, sizeof err))
           return mb_graph_fail(g, MB_ERR_IO, "%s: %s", nd->name, err);
       }
     } else if (nd->m->process) {
-      if (nd->n_auto) run_node_automated(g, nd, pos, n);
-      else run_module(nd, pos, 0, n);
+      if (nd->n_auto) run_node_automated(g, nd, pos, n, sh);
+      else run_module(nd, pos, 0, n, sh);
     } else {
       for (int ch = 0; ch < nd->out_ch; ch++)
-        memset(nd->out[ch], 0, n * sizeof(float));
+        memset(nd->out[ch] + sh, 0, n * sizeof(float));
+    }
+    if (cost) {
+      double t1 = now();
+      cost[oi] += t1 - t;
+      t = t1;
     }
   }
   return MB_OK;
+}
+
+/* ---- the render loop and its two-stage pipeline -------------------------
+ *
+ * On a machine with two or more cores, a long render runs as a pipeline of
+ * two stages: the schedule is cut in two at the point that best balances
+ * the time its nodes took over the first blocks; the calling thread runs
+ * the first part on block k while a worker runs the second part on block
+ * k-1. Each stage touches only its own nodes (instances, envelopes, the
+ * delay histories of their input connections, readers, writers), and the
+ * two blocks in flight live in the two buffer sets of the pool, so the
+ * stages share nothing while they run; they meet at one hand-off per block.
+ * The samples are the same as a one-thread render's: every node sees the
+ * same inputs in the same order. Control callbacks run with the pipeline
+ * drained (both stages at the same frame), so they land exactly as before.
+ * `lua` nodes (host-backed: their Lua state belongs to the calling thread)
+ * stay in the first stage. */
+
+#define CAL_SKIP 2   /* blocks not timed (cold caches, first FFTs) */
+#define CAL_BLOCKS 8 /* blocks timed to find the cut */
+
+typedef struct stage_worker {
+  mb_graph *g;
+  pthread_t thread;
+  sem_t go, done;
+  int cut;       /* the worker runs schedule entries [cut, n) */
+  int64_t pos;   /* its job: frames [pos, pos+n) in buffer set `sh` */
+  int n;
+  ptrdiff_t sh;
+  mb_status st;
+  int quit;
+} stage_worker;
+
+static void enable_ftz(void) {
+#ifdef HAVE_MXCSR
+  _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ | DAZ */
+#endif
+}
+
+/* A hand-off usually arrives within microseconds: spin briefly before
+ * sleeping, so a block does not pay a futex wake-up on each side. */
+static void wait_sem(sem_t *s) {
+  for (int i = 0; i < 500; i++) {
+    if (sem_trywait(s) == 0) return;
+#ifdef HAVE_MXCSR
+    _mm_pause();
+#endif
+  }
+  while (sem_wait(s) != 0 && errno == EINTR) {
+  }
+}
+
+static void *stage_main(void *arg) {
+  stage_worker *w = arg;
+  enable_ftz();
+  for (;;) {
+    wait_sem(&w->go);
+    if (w->quit) break;
+    w->st = render_range(w->g, w->cut, w->g->n, w->pos, w->n, w->sh, NULL);
+    sem_post(&w->done);
+  }
+  return NULL;
+}
+
+/* MOONBUS_PIPELINE: "off" renders on one thread, "always" keeps the
+ * pipeline whatever it measures (tests use both to compare the samples);
+ * unset or anything else: decide by measuring. */
+static int pipeline_mode(void) {
+  const char *t = getenv("MOONBUS_PIPELINE");
+  if (t && !strcmp(t, "off")) return 0;
+  if (t && !strcmp(t, "always")) return 2;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n >= 2 ? 1 : 0;
+}
+
+/* The cut that best balances the measured costs, or 0 when a pipeline
+ * would not pay (less than a fifth saved; `always`: any cut). Entries up
+ * to the last `lua` node stay in the first stage. */
+static int best_cut(const mb_graph *g, const double *cost, int always) {
+  int first = 1;
+  double total = 0;
+  for (int oi = 0; oi < g->n; oi++) {
+    total += cost[oi];
+    if (g->nodes[g->order[oi]].host) first = oi + 1;
+  }
+  int cut = 0;
+  double best = total, acc = 0;
+  for (int oi = 0; oi < g->n; oi++) {
+    if (oi >= first && oi > 0) {
+      double m = acc > total - acc ? acc : total - acc;
+      if (m < best) best = m, cut = oi;
+    }
+    acc += cost[oi];
+  }
+  return always || best < 0.8 * total ? cut : 0;
+}
+
+static mb_status start_worker(stage_worker *w, mb_graph *g, int cut) {
+  memset(w, 0, sizeof *w);
+  w->g = g;
+  w->cut = cut;
+  if (sem_init(&w->go, 0, 0)) return MB_ERR_NOMEM;
+  if (sem_init(&w->done, 0, 0)) {
+    sem_destroy(&w->go);
+    return MB_ERR_NOMEM;
+  }
+  /* Signals (SIGINT) stay with the calling thread. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int rc = pthread_create(&w->thread, NULL, stage_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc) {
+    sem_destroy(&w->go);
+    sem_destroy(&w->done);
+    return MB_ERR_NOMEM;
+  }
+  return MB_OK;
+}
+
+static void stop_worker(stage_worker *w) {
+  w->quit = 1;
+  sem_post(&w->go);
+  pthread_join(w->thread, NULL);
+  sem_destroy(&w->go);
+  sem_destroy(&w->done);
+}
+
+/* Render frames [0, total): blocks split at control points. The first
+ * blocks run on one thread and are timed per node to find the cut; then
+ * the loop alternates between the two ways of running, keeping the one
+ * that renders faster on this machine under its present load (a pipeline
+ * only pays when a second core is free): a short probe of the other way
+ * every PROBE_LONG steps. */
+#define PROBE_SHORT 16
+#define PROBE_LONG 256
+
+static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
+                            int64_t total) {
+#ifdef HAVE_MXCSR
+  const unsigned csr = _mm_getcsr();
+#endif
+  enable_ftz();
+  mb_status st = MB_OK;
+  int64_t next_ctl = opts->next_control ? opts->next_control(opts->ud, 0)
+                                        : INT64_MAX;
+  const int mode = pipeline_mode(), always = mode == 2;
+  double *cost = NULL;
+  if (mode && g->n >= 2 && (always || total >= (int64_t)g->block * 64))
+    cost = calloc((size_t)g->n, sizeof *cost);
+  stage_worker w;
+  int started = 0, piped = 0, par = 0;
+  /* the current window: its length in steps, what it has done, and the
+   * measured seconds per frame of each way (0 = not measured yet) */
+  int win_len = always ? 1 : CAL_SKIP + CAL_BLOCKS, steps = 0, probing = 0;
+  int64_t win_frames = 0;
+  double win_t0 = now(), spf[2] = {0, 0};
+  int64_t pos = 0;  /* next frame for the first stage */
+  int64_t bpos = 0; /* the second stage's pending block, when bn > 0 */
+  int bn = 0;
+  for (;;) {
+    if (opts->interrupt && *opts->interrupt) {
+      st = mb_graph_fail(g, MB_ERR_INTERRUPTED, "interrupted");
+      break;
+    }
+    if (pos < total && next_ctl <= pos && !bn) {
+      g->pos = pos;
+      if ((st = opts->control(opts->ud, pos))) break;
+      next_ctl = opts->next_control(opts->ud, pos + 1);
+      continue;
+    }
+    int n = 0;
+    if (pos < total && next_ctl > pos && (piped || !bn)) {
+      int64_t m = g->block;
+      if (m > total - pos) m = total - pos;
+      if (m > next_ctl - pos) m = next_ctl - pos;
+      n = (int)m;
+    }
+    if (!n && !bn) break;
+    g->pos = pos;
+    if (!piped && !bn) {
+      int time_it = cost && (always || steps >= CAL_SKIP);
+      if ((st = render_range(g, 0, g->n, pos, n, 0, time_it ? cost : NULL)))
+        break;
+      if (opts->progress) opts->progress(opts->ud, pos + n, total);
+    } else {
+      /* Two stages: this thread takes [pos, pos+n) into set `par`, the
+       * worker the previous block in the other set. */
+      if (bn) {
+        w.pos = bpos, w.n = bn, w.sh = (par ^ 1) * g->set;
+        sem_post(&w.go);
+      }
+      mb_status sa =
+          n ? render_range(g, 0, w.cut, pos, n, par * g->set, NULL) : MB_OK;
+      mb_status sb = MB_OK;
+      if (bn) {
+        wait_sem(&w.done);
+        sb = w.st;
+        if (opts->progress) opts->progress(opts->ud, bpos + bn, total);
+      }
+      if ((st = sa ? sa : sb)) break;
+      bpos = pos, bn = n;
+      par ^= 1;
+    }
+    pos += n;
+    win_frames += n;
+    if (++steps < win_len || !n) continue;
+    /* The window is over: how fast was it, and which way next? */
+    double t = now();
+    spf[piped] = (t - win_t0) / (double)win_frames;
+    if (!started) {
+      int cut = cost ? best_cut(g, cost, always) : 0;
+      free(cost);
+      cost = NULL;
+      if (!cut || start_worker(&w, g, cut) != MB_OK) {
+        win_len = INT32_MAX; /* one thread to the end */
+      } else {
+        started = 1;
+        piped = 1, probing = 1, win_len = PROBE_SHORT;
+      }
+    } else if (always) {
+      piped = 1;
+    } else if (probing) {
+      piped = spf[1] < spf[0];
+      probing = 0, win_len = PROBE_LONG;
+    } else {
+      piped = !piped;
+      probing = 1, win_len = PROBE_SHORT;
+    }
+    steps = 0, win_frames = 0, win_t0 = t;
+  }
+  if (started) stop_worker(&w);
+  free(cost);
+#ifdef HAVE_MXCSR
+  _mm_setcsr(csr);
+#endif
+  return st;
 }
 
 mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
@@ -1110,39 +1370,10 @@ mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
     }
   }
 
-#ifdef HAVE_MXCSR
-  /* Flush denormals to zero on this thread (FTZ | DAZ), restored after. */
-  unsigned csr = _mm_getcsr();
-  _mm_setcsr(csr | 0x8040);
-#endif
   const double t0 = now();
   g->rendering = 1;
-  int64_t pos = 0;
-  int64_t next_ctl = opts->next_control ? opts->next_control(opts->ud, 0)
-                                        : INT64_MAX;
-  while (pos < total) {
-    if (opts->interrupt && *opts->interrupt) {
-      st = mb_graph_fail(g, MB_ERR_INTERRUPTED, "interrupted");
-      break;
-    }
-    if (next_ctl <= pos) {
-      g->pos = pos;
-      if ((st = opts->control(opts->ud, pos))) break;
-      next_ctl = opts->next_control(opts->ud, pos + 1);
-      continue;
-    }
-    int64_t n = g->block;
-    if (n > total - pos) n = total - pos;
-    if (n > next_ctl - pos) n = next_ctl - pos;
-    g->pos = pos;
-    if ((st = render_span(g, pos, (int)n))) break;
-    pos += n;
-    if (opts->progress) opts->progress(opts->ud, pos, total);
-  }
+  st = run_blocks(g, opts, total);
   g->rendering = 0;
-#ifdef HAVE_MXCSR
-  _mm_setcsr(csr);
-#endif
   if (st) {
     abort_writers(g);
     return st;

@@ -166,12 +166,66 @@ cascade_n(const mb_biquad *const *c, mb_biquad_state *const *s, int nsec,
   }
 }
 
+/* Stereo: both channels in one two-lane vector, the section count a
+ * compile-time constant so the histories stay in registers across frames
+ * (no store-to-load forwarding in the recursion). The arithmetic per lane
+ * is the scalar kernel's, in the same order. */
+typedef double v2d __attribute__((vector_size(16)));
+
+static inline __attribute__((always_inline)) void
+cascade_stereo(const mb_biquad *const *c, mb_biquad_state *const *s,
+               const int nsec, const float *const *in, float *const *out,
+               int off, int n) {
+  v2d b0[8], b1[8], b2[8], a1[8], a2[8], s1[8], s2[8];
+  for (int k = 0; k < nsec; k++) {
+    b0[k] = (v2d){c[k]->b0, c[k]->b0};
+    b1[k] = (v2d){c[k]->b1, c[k]->b1};
+    b2[k] = (v2d){c[k]->b2, c[k]->b2};
+    a1[k] = (v2d){c[k]->a1, c[k]->a1};
+    a2[k] = (v2d){c[k]->a2, c[k]->a2};
+    s1[k] = (v2d){s[k]->s1[0], s[k]->s1[1]};
+    s2[k] = (v2d){s[k]->s2[0], s[k]->s2[1]};
+  }
+  const float *l = in[0], *r = in[1];
+  float *ol = out[0], *or = out[1];
+  for (int i = off; i < off + n; i++) {
+    v2d x = {l[i], r[i]};
+#pragma GCC unroll 8
+    for (int k = 0; k < nsec; k++) {
+      const v2d y = b0[k] * x + s1[k];
+      s1[k] = b1[k] * x - a1[k] * y + s2[k];
+      s2[k] = b2[k] * x - a2[k] * y;
+      x = y;
+    }
+    ol[i] = to_float(x[0]);
+    or[i] = to_float(x[1]);
+  }
+  for (int k = 0; k < nsec; k++) {
+    s[k]->s1[0] = s1[k][0], s[k]->s1[1] = s1[k][1];
+    s[k]->s2[0] = s2[k][0], s[k]->s2[1] = s2[k][1];
+  }
+}
+
+static void cascade_2(const mb_biquad *const *c, mb_biquad_state *const *s,
+                      int nsec, const float *const *in, float *const *out,
+                      int off, int n) {
+  switch (nsec) {
+#define SEC(k) case k: cascade_stereo(c, s, k, in, out, off, n); return;
+    SEC(1) SEC(2) SEC(3) SEC(4) SEC(5) SEC(6) SEC(7) SEC(8)
+#undef SEC
+  }
+  cascade_n(c, s, nsec, in, out, 2, off, n); /* longer cascades */
+}
+
 void mb_biquad_cascade(const mb_biquad *const *c, mb_biquad_state *const *s,
                        int nsec, const float *const *in, float *const *out,
                        int nch, int off, int n) {
   switch (nch) {
   case 1: cascade_n(c, s, nsec, in, out, 1, off, n); break;
-  case 2: cascade_n(c, s, nsec, in, out, 2, off, n); break;
+  case 2:
+    if (nsec > 0) cascade_2(c, s, nsec, in, out, off, n);
+    else cascade_n(c, s, nsec, in, out, 2, off, n);
+    break;
   default: cascade_n(c, s, nsec, in, out, nch, off, n); break;
   }
 }
