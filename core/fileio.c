@@ -7,6 +7,7 @@
  * compensates its own filter delay), so both the reader and the writer pad
  * the last frame with zeros when ceil and round differ. */
 #include "fileio.h"
+#include "../modules/dsp/simd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1068,12 +1069,39 @@ fail_dir:
  * floors instead of rounding (a -0.5 LSB offset and up to 1 LSB of error,
  * measured). We round to nearest and saturate, then hand libsndfile 32-bit
  * integers whose low bits it drops exactly (>> 16 or >> 8). */
+/* Round half away from zero, exactly: t = trunc(d) and f = d - t are exact
+ * in float, so a tie is seen as a tie (|d| < 2^31). */
+static inline v8i round_away(v8f d) {
+  v8i t = __builtin_convertvector(d, v8i);
+  v8f f = d - __builtin_convertvector(t, v8f);
+  return t - (f >= 0.5f) + (f <= -0.5f); /* a true lane compares as -1 */
+}
+
+/* Count clipped samples, track the peak, quantise (integer formats) and
+ * hand n frames to libsndfile. Eight samples at a time: the writer thread
+ * shares the machine with the render. */
 static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
                       size_t errlen) {
-  size_t len = n * (size_t)w->channels;
-  float hi = w->hi, lo = w->lo, pk = w->peak;
+  const size_t len = n * (size_t)w->channels;
+  const float hi = w->hi, lo = w->lo;
+  float pk = w->peak;
   int64_t clipped = 0;
-  for (size_t i = 0; i < len; i++) {
+  size_t i = 0;
+  {
+    v8f vpk = {0};
+    v8i vcl = {0};
+    for (; i + 8 <= len; i += 8) {
+      const v8f x = ld(buf + i);
+      vcl -= (x > hi) | (x < lo);
+      const v8f a = vabs(x);
+      vpk = vsel(a > vpk, a, vpk); /* NaN never wins, as below */
+    }
+    for (int l = 0; l < 8; l++) {
+      clipped += vcl[l];
+      pk = vpk[l] > pk ? vpk[l] : pk;
+    }
+  }
+  for (; i < len; i++) {
     float x = buf[i];
     clipped += (x > hi) | (x < lo);
     float a = fabsf(x);
@@ -1083,15 +1111,26 @@ static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
   w->peak = pk;
   sf_count_t put;
   if (w->ibits) {
-    double scale = w->ibits == 16 ? 32768.0 : 8388608.0;
-    double top = scale - 1, bottom = -scale;
-    int shift = 32 - w->ibits;
+    /* x * 2^(bits-1) is exact in float; clamp to the format's range
+     * (NaN to 0), round half away from zero, left-justify in 32 bits. */
+    const float scale = w->ibits == 16 ? 32768.0f : 8388608.0f;
+    const float top = scale - 1, bottom = -scale;
+    const int shift = 32 - w->ibits;
     int32_t *q = w->qbuf;
-    for (size_t i = 0; i < len; i++) {
-      double d = buf[i] * scale;
+    const v8f vtop = top - (v8f){0}, vbot = bottom - (v8f){0};
+    size_t k = 0;
+    for (; k + 8 <= len; k += 8) {
+      v8f d = ld(buf + k) * scale;
+      d = vsel(d == d, d, (v8f){0});
+      d = vsel(d > vtop, vtop, vsel(d < vbot, vbot, d));
+      const v8i r = round_away(d) * (1 << shift);
+      memcpy(q + k, &r, sizeof r);
+    }
+    for (; k < len; k++) {
+      double d = buf[k] * (double)scale;
       d = d == d ? d : 0; /* NaN */
       d = d > top ? top : d < bottom ? bottom : d;
-      q[i] = (int32_t)(d + (d >= 0 ? 0.5 : -0.5)) * (1 << shift);
+      q[k] = (int32_t)(d + (d >= 0 ? 0.5 : -0.5)) * (1 << shift);
     }
     put = sf_writef_int(w->sf, q, (sf_count_t)n);
   } else {

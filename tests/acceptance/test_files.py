@@ -288,6 +288,36 @@ def wav_header(d):
                 % (b, riff, tag, want))
 
 
+def quantise(d):
+    """Float to 16 and 24 bits: codes = round half away from zero of
+    x * 2^(bits-1), clamped to the format's range; NaN writes 0. Inputs:
+    exact ties (k + 0.5 codes, both signs), values one float step either
+    side of a tie, values beyond +-1, random floats; 1003 frames so the
+    vector body and the scalar tail both run."""
+    rng = np.random.default_rng(5)
+    for bits in (16, 24):
+        sc = float(2 ** (bits - 1))
+        k = rng.integers(-int(sc), int(sc) - 1, 400).astype(np.float64)
+        ties = ((k + 0.5) / sc).astype(np.float32)
+        near = np.concatenate([np.nextafter(ties, np.float32(2)), np.nextafter(ties, np.float32(-2))])
+        extra = np.array([1.0, -1.0, 1.5, -1.5, 0.99999994, -0.99999994, 0.0, -0.0,
+                          0.5 / sc, -0.5 / sc, 1e-30, 3.0e38, -3.0e38], np.float32)
+        x = np.concatenate([ties, near, extra,
+                            rng.uniform(-1.1, 1.1, 1003 * 2 - 1200 - extra.size).astype(np.float32)])
+        x = x[:2006].reshape(-1, 2)
+        src = os.path.join(d, "q_in_%d.wav" % bits)
+        dst = os.path.join(d, "q_out_%d.wav" % bits)
+        T.write(src, x, 48000, subtype="FLOAT")
+        T.render(lua_copy([(src, dst, bits)]), cwd=d, what="quantise %d" % bits)
+        y, _ = sf.read(dst, dtype="int32", always_2d=True)
+        got = y >> (32 - bits)
+        v = np.clip(x.astype(np.float64) * sc, -sc, sc - 1)
+        want = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int64)
+        bad = int(np.sum(got != want))
+        T.check(bad == 0, "%d-bit: %d of %d samples quantised to round-half-away codes (%d wrong)"
+                % (bits, got.size - bad, got.size, bad))
+
+
 def main():
     T.require_modules("input", "output")
     d = T.tmpdir()
@@ -295,6 +325,7 @@ def main():
     resampling(d)
     lossy(d)
     wav_header(d)
+    quantise(d)
     T.finish()
 
 
