@@ -53,5 +53,6 @@ end
 M.ms = require "moonbus.ms"
 M.parallel = require "moonbus.parallel"
 M.master = require "moonbus.master"
+M.session = require "moonbus.session"
 
 return M

@@ -342,6 +342,28 @@ function M.deliver(opts)
   return report
 end
 
+--- The chain `moonbus master` uses (scripts/master.lua spells the same
+-- chain out as a template to copy): trim (the solved gain), a 20 Hz
+-- high-pass, a slow 1.5:1 RMS glue compressor whose threshold follows the
+-- target, a true-peak limiter, and dither for integer PCM. For scripts
+-- that deliver with the standard chain (scripts/stems.lua).
+function M.default_chain(g, src, s)
+  local trim = g:add("gain", { name = "trim", gain = s.gain })
+  local eq = g:add("eq", { name = "eq", bands = {
+    { type = "highpass", freq = 20, slope = 12 },
+  } })
+  local glue = g:add("compressor", { name = "glue", threshold = s.lufs + 4,
+    ratio = 1.5, knee = 6, attack = 30, release = 250, detector = "rms",
+    link = 1 })
+  local lim = g:add("limiter", { name = "limiter", ceiling = s.ceiling,
+    release = 100, true_peak = true })
+  local last = g:chain(src, trim, eq, glue, lim)
+  if s.bits < 32 then
+    last = g:chain(last, g:add("dither", { name = "dither", bits = s.bits }))
+  end
+  return last, { limiter = lim, compressor = glue }
+end
+
 local function db(x)
   if not finite(x) then return x == -math.huge and "-inf" or "-" end
   return ("%.2f"):format(x)

@@ -321,7 +321,8 @@ if mi and os.path.isfile(demo):
           "demo: printed integrated %s LUFS vs ffmpeg %r (within 0.1 LU)" % (mi.group(1), fi))
     check(len(T.read(demo)[0]) > 48000, "demo: the file holds audio")
 left = sorted(f for f in os.listdir(d) if f != os.path.basename(demo))
-check(not left, "demo: no other file left beside the output: %s" % left)
+check(left == ["demo out-mix.wav", "demo out-stems"],
+      "demo: beside the master only its mix and stems folder: %s" % left)
 
 # ---- progress and clipping ------------------------------------------------
 
