@@ -372,9 +372,10 @@ static mb_status check_sink(mb_graph *g, int i) {
     const node *o = &g->nodes[j];
     const char *op = node_path(o);
     if (j == i || !op) continue;
-    if ((o->m->flags & MB_MODULE_FILE_SOURCE) && mb_same_file(path, op))
+    /* file inputs, and modules that read a file (a convolver's response) */
+    if (!(o->m->flags & MB_MODULE_FILE_SINK) && mb_same_file(path, op))
       return mb_graph_fail(g, MB_ERR_ARG,
-                           "%s: output '%s' is the input of %s; refusing to "
+                           "%s: output '%s' is read by %s; refusing to "
                            "overwrite an input",
                            nd->name, path, o->name);
     if ((o->m->flags & MB_MODULE_FILE_SINK) && mb_same_file(path, op))

@@ -435,6 +435,15 @@ g:chain(src, out)
 g:render() --@
 ''', ["in.wav"])
 
+case("output path equal to a convolver's impulse response", '''
+local g = mb.graph{rate = 48000}
+local src = g:add("tone", {wave = "sine", duration = 0.5})
+local conv = g:add("convolver", {path = "in.wav"})
+local out = g:add("output", {path = "./in.wav"}) --@
+g:chain(src, conv, out) --@
+g:render() --@
+''', ["in.wav", "convolver"])
+
 case("output path that is a symlink to an input", '''
 local g = mb.graph{rate = 48000}
 local src = g:add("input", {path = "in.wav"})
