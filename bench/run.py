@@ -18,6 +18,12 @@ Jobs (default: all):
   multiband  3 bands split at 200 and 2000 Hz (Linkwitz-Riley 4th order),
              each compressed: moonbus multiband, sox mcompand, ffmpeg
              acrossover + acompressor + amix.
+  convolution  the test mix through gen_testmix.py's 2.5 s stereo impulse
+             response (channel by channel, no normalisation, 24-bit out):
+             moonbus convolver in block mode (latency 8192 frames,
+             compensated) and in zero-latency mode, against ffmpeg afir.
+  reverb     algorithmic reverb, wet/dry 30 %: moonbus reverb (16-line
+             FDN, RT60 2 s) against sox reverb (Freeverb; defaults).
 
 Each command runs --runs times, the tools interleaved so that the
 machine's drift hits them alike; the table shows the median wall time, the
@@ -121,6 +127,25 @@ g:render{ progress = false }
 """
 
 
+CONV_LUA = r"""
+local inp, ir, out, mode = arg[1], arg[2], arg[3], arg[4]
+local g = mb.graph{}
+g:chain(g:add("input", { path = inp }),
+  g:add("convolver", { path = ir, mode = mode }),
+  g:add("output", { path = out, bits = 24 }))
+g:render{ progress = false, tail = 0.001 }
+"""
+
+REVERB_LUA = r"""
+local inp, out = arg[1], arg[2]
+local g = mb.graph{}
+g:chain(g:add("input", { path = inp }),
+  g:add("reverb", { rt60 = 2, mix = 0.3 }),
+  g:add("output", { path = out, bits = 24 }))
+g:render{ progress = false, tail = 0.001 }
+"""
+
+
 def jobs(mbx, inp, d):
     chain_lua = os.path.join(d, "chain.lua")
     with open(chain_lua, "w") as f:
@@ -129,6 +154,10 @@ def jobs(mbx, inp, d):
     with open(mb_lua, "w") as f:
         f.write(MULTIBAND_LUA)
     o = lambda name: os.path.join(d, name)
+    for name, text in (("conv.lua", CONV_LUA), ("reverb.lua", REVERB_LUA)):
+        with open(o(name), "w") as f:
+            f.write(text)
+    ir = o("ir_48k.wav")
 
     def ebur_volume(prev):
         # the summary's integrated loudness is the last "I:" printed
@@ -185,6 +214,20 @@ def jobs(mbx, inp, d):
                                         "[c0][c1][c2]amix=inputs=3:normalize=0",
                                         "-c:a", "pcm_s24le", o("ff_mband.wav")]], o("ff_mband.wav")),
         ],
+        "convolution": [
+            ("moonbus convolver (block)", [[mbx, "run", o("conv.lua"), inp, ir, o("mb_conv.wav"), "block"]],
+             o("mb_conv.wav")),
+            ("moonbus convolver (zero latency)", [[mbx, "run", o("conv.lua"), inp, ir, o("mb_conv0.wav"),
+                                                   "zero"]], o("mb_conv0.wav")),
+            ("ffmpeg afir", [FFMPEG + ["-i", inp, "-i", ir, "-filter_complex",
+                                       "[0:a][1:a]afir=gtype=none:irfmt=input[o]", "-map", "[o]",
+                                       "-c:a", "pcm_s24le", o("ff_conv.wav")]], o("ff_conv.wav")),
+        ],
+        "reverb": [
+            ("moonbus reverb", [[mbx, "run", o("reverb.lua"), inp, o("mb_reverb.wav")]], o("mb_reverb.wav")),
+            ("sox reverb", [["sox", "-V1", inp, o("sox_reverb.wav"), "reverb", "50", "50", "100", "100",
+                             "0", "-10"]], o("sox_reverb.wav")),
+        ],
     }
 
 
@@ -197,7 +240,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     inp = os.path.join(a.dir, "input_48k.wav")
-    if not os.path.exists(inp):
+    if not os.path.exists(inp) or not os.path.exists(os.path.join(a.dir, "ir_48k.wav")):
         print("writing the test mix into %s ..." % a.dir, flush=True)
         subprocess.run(["/usr/bin/python3", GEN, "--outdir", a.dir], check=True)
     import soundfile as sf
