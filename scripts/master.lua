@@ -44,58 +44,21 @@ local function chain(g, src, s)
   return last, { limiter = lim, compressor = glue }
 end
 
+-- mb.master.default_chain (stems mastering, the demo) loads this file for
+-- its chain alone.
+if ... == master.CHAIN_ONLY then return chain end
+
 local p = cli.parser("master", "Master a mix to a delivery target's loudness and true-peak ceiling.")
 p:argument("input", "the mix to master")
 p:argument("output", "the master to write (.wav, .aif, .flac; 16/24-bit or float)")
-p:option("--target", "spotify, apple, youtube, tidal, ebu, cd, or a LUFS figure")
-p:option("--lufs", "integrated loudness to deliver (LUFS); overrides the target's"):convert(tonumber)
-p:option("--ceiling", "true-peak ceiling (dBTP); overrides the target's"):convert(tonumber)
-p:option("--bits", "16, 24 (dithered PCM) or 32 (float); default 24, cd 16"):convert(tonumber)
-p:option("--rate", "sample rate of the master (Hz); default the mix's, cd 44100"):convert(tonumber)
-p:option("--codec", "also check the decoded true peak of these encodes: mp3, opus, vorbis (comma-separated)")
-p:option("--max-limiting", ("largest limiter gain reduction accepted (dB, default %g)"):format(master.max_limiting))
-  :convert(tonumber)
-p:option("--json", "also write the report as JSON to this file")
-p:flag("-q --quiet", "print nothing on success")
-p:flag("-v --verbose", "print each render pass on stderr")
+master.cli_options(p, "the mix's")
 local a = cli.parse(p, { ... })
 
-if not a.target and not a.lufs then
-  cli.usage_error("master: give --target (" .. table.concat(master.target_names, ", ") .. ") or --lufs")
-end
-if a.target and not master.targets[a.target] and not tonumber(a.target) then
-  local hint = mb.suggest(a.target, master.target_names)
-  cli.usage_error(("master: unknown target '%s' (one of %s, or a LUFS figure)%s"):format(a.target,
-    table.concat(master.target_names, ", "), hint and ("; did you mean '%s'?"):format(hint) or ""))
-end
-local codec
-if a.codec then
-  codec = {}
-  for c in a.codec:gmatch("[^,%s]+") do codec[#codec + 1] = c:lower() end
-end
-
--- Open the report's file first: a bad path fails before any rendering.
-local json_tmp, json_file
-if a.json then
-  json_tmp = a.json .. ".moonbus-tmp"
-  local err
-  json_file, err = io.open(json_tmp, "w")
-  if not json_file then error("master: cannot write '" .. a.json .. "': " .. tostring(err), 0) end
-end
-
-local ok, report = pcall(master.deliver, {
-  input = a.input, output = a.output, target = a.target, lufs = a.lufs,
-  ceiling = a.ceiling, bits = a.bits, rate = a.rate, codec = codec,
-  max_limiting = a.max_limiting, chain = chain,
-  log = a.verbose and function(line) io.stderr:write("moonbus: master: ", line, "\n") end or nil,
-})
+local opts, out = master.cli_begin("master", a)
+opts.input, opts.output, opts.chain = a.input, a.output, chain
+local ok, report = pcall(master.deliver, opts)
 if not ok then
-  if json_file then json_file:close(); os.remove(json_tmp) end
+  out.abort()
   error(report, 0)
 end
-if json_file then
-  json_file:write(cli.json(master.json_table(report)), "\n")
-  json_file:close()
-  assert(os.rename(json_tmp, a.json))
-end
-if not a.quiet then io.write(master.format(report)) end
+out.done(report)

@@ -34,28 +34,9 @@ local master = mb.master
 local p = cli.parser("stems", "Sum stems (each with its own processing) and master the sum for delivery.")
 p:argument("stems", "the stems (sound files), or one stems file (.lua)"):args("+")
 p:option("-o --output", "the master to write (.wav, .aif, .flac)"):count(1)
-p:option("--target", "spotify, apple, youtube, tidal, ebu, cd, or a LUFS figure")
-p:option("--lufs", "integrated loudness to deliver (LUFS); overrides the target's"):convert(tonumber)
-p:option("--ceiling", "true-peak ceiling (dBTP); overrides the target's"):convert(tonumber)
-p:option("--bits", "16, 24 (dithered PCM) or 32 (float); default 24, cd 16"):convert(tonumber)
-p:option("--rate", "sample rate of the master (Hz); default the stems', cd 44100"):convert(tonumber)
-p:option("--codec", "also check the decoded true peak of these encodes: mp3, opus, vorbis (comma-separated)")
-p:option("--max-limiting", ("largest limiter gain reduction accepted (dB, default %g)"):format(master.max_limiting))
-  :convert(tonumber)
+master.cli_options(p, "the stems'")
 p:option("--mix", "also keep the summed stems (32-bit float) under this name")
-p:option("--json", "also write the report as JSON to this file")
-p:flag("-q --quiet", "print nothing on success")
-p:flag("-v --verbose", "print each render pass on stderr")
 local a = cli.parse(p, { ... })
-
-if not a.target and not a.lufs then
-  cli.usage_error("stems: give --target (" .. table.concat(master.target_names, ", ") .. ") or --lufs")
-end
-if a.target and not master.targets[a.target] and not tonumber(a.target) then
-  local hint = mb.suggest(a.target, master.target_names)
-  cli.usage_error(("stems: unknown target '%s' (one of %s, or a LUFS figure)%s"):format(a.target,
-    table.concat(master.target_names, ", "), hint and ("; did you mean '%s'?"):format(hint) or ""))
-end
 
 local function base(path)
   return path:match("([^/]*)$")
@@ -86,72 +67,45 @@ local function stems_session()
   return mb.session.check({ tracks = tracks }), label
 end
 
-local function temp_beside(path)
-  local dir, b = path:match("^(.*/)([^/]*)$")
-  if not dir then dir, b = "", path end
-  return ("%s.%s.moonbus-stems-%x%x.wav"):format(dir, b, os.time(), math.random(0, 0xffffff))
-end
+local opts, out
 
 local function run()
+  -- Options checked and the report's file opened before any rendering.
+  opts, out = master.cli_begin("stems", a)
   local s, label = stems_session()
-  for _, out in ipairs { a.output, a.mix } do
-    local writable, why = core.writable(out)
+  for _, path in ipairs { a.output, a.mix } do
+    local writable, why = core.writable(path)
     if not writable then error("stems: " .. why, 0) end
     for _, st in ipairs(s.strips) do
-      if st.file and core.same_file(st.file, out) then
-        error(("stems: '%s' is one of the stems; choose another name"):format(out), 0)
+      if st.file and core.same_file(st.file, path) then
+        error(("stems: '%s' is one of the stems; choose another name"):format(path), 0)
       end
     end
   end
-  local codec
-  if a.codec then
-    codec = {}
-    for c in a.codec:gmatch("[^,%s]+") do codec[#codec + 1] = c:lower() end
-  end
-  -- Open the report's file first: a bad path fails before any rendering.
-  local json_tmp, json_file
-  if a.json then
-    json_tmp = a.json .. ".moonbus-tmp"
-    local err
-    json_file, err = io.open(json_tmp, "w")
-    if not json_file then error("stems: cannot write '" .. a.json .. "': " .. tostring(err), 0) end
-  end
-  local sum = temp_beside(a.output)
+  local sum = master.temp_beside(a.output, "stems", "wav")
   local ok, report = pcall(function()
     mb.session.render(s, { mix = sum, stems = false, bits = 32, meters = false })
-    local r = master.deliver {
-      input = sum, output = a.output, target = a.target, lufs = a.lufs,
-      ceiling = a.ceiling, bits = a.bits, rate = a.rate, codec = codec,
-      max_limiting = a.max_limiting, chain = master.default_chain,
-      log = a.verbose and function(line) io.stderr:write("moonbus: stems: ", line, "\n") end or nil,
-    }
-    return r
+    opts.input, opts.output, opts.chain = sum, a.output, master.default_chain
+    return master.deliver(opts)
   end)
   if ok and a.mix then
     local renamed, why = os.rename(sum, a.mix)
     if not renamed then ok, report = false, ("stems: cannot write '%s': %s"):format(a.mix, why) end
   end
   os.remove(sum)
-  if not ok then
-    if json_file then json_file:close(); os.remove(json_tmp) end
-    error(report, 0)
-  end
+  if not ok then error(report, 0) end
   -- The report names the stems, not the temporary sum.
   report.input = label
   report.stems = {}
   for _, st in ipairs(s.strips) do
     if st.kind == "track" then report.stems[#report.stems + 1] = st.file or st.name end
   end
-  if json_file then
-    json_file:write(cli.json(master.json_table(report)), "\n")
-    json_file:close()
-    assert(os.rename(json_tmp, a.json))
-  end
-  if not a.quiet then io.write(master.format(report)) end
+  out.done(report)
 end
 
 local ok, err = pcall(run)
 if not ok then
+  if out then out.abort() end
   -- a message without a position is printed as it is
   if type(err) == "string" and not err:match("^[^:]+:%d+:") then error({ message = err }, 0) end
   error(err, 0)

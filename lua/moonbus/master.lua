@@ -116,7 +116,7 @@ end
 
 -- A name beside `path` for work files: same folder (so the final rename is
 -- atomic), hidden, unique enough for concurrent runs.
-local function temp_beside(path, tag, ext)
+function M.temp_beside(path, tag, ext)
   local dir, base = path:match("^(.*/)([^/]*)$")
   if not dir then dir, base = "", path end
   local r = ("%x%x"):format(os.time(), math.random(0, 0xffffff))
@@ -160,7 +160,7 @@ end
 -- Encode `path` with a codec, decode it, and measure what a listener gets.
 local function codec_check(path, codec, s)
   local ext = M.codecs[codec]
-  local enc = temp_beside(path, "codec", ext)
+  local enc = M.temp_beside(path, "codec", ext)
   local rate = s.rate
   -- Opus only runs at 48 kHz (and its divisors): encode 44.1 kHz at 48 kHz,
   -- as the platforms do.
@@ -221,7 +221,7 @@ function M.deliver(opts)
 
   local writable, why = core.writable(o.output)
   if not writable then fail("%s", why) end
-  local tmp = temp_beside(o.output, "master")
+  local tmp = M.temp_beside(o.output, "master")
   -- Prove the folder takes files before spending any time rendering.
   local probe, perr = io.open(tmp, "w")
   if not probe then
@@ -342,26 +342,86 @@ function M.deliver(opts)
   return report
 end
 
---- The chain `moonbus master` uses (scripts/master.lua spells the same
--- chain out as a template to copy): trim (the solved gain), a 20 Hz
--- high-pass, a slow 1.5:1 RMS glue compressor whose threshold follows the
--- target, a true-peak limiter, and dither for integer PCM. For scripts
--- that deliver with the standard chain (scripts/stems.lua).
+--- The chain `moonbus master` uses, for scripts that deliver with it
+-- (scripts/stems.lua, the demo): the `chain` of scripts/master.lua, which
+-- stays the one place it is written (the template users copy). Loading
+-- that script with this sentinel makes it return its chain instead of
+-- running its command line.
+M.CHAIN_ONLY = setmetatable({}, { __name = "moonbus.master.CHAIN_ONLY" })
+local default_chain
 function M.default_chain(g, src, s)
-  local trim = g:add("gain", { name = "trim", gain = s.gain })
-  local eq = g:add("eq", { name = "eq", bands = {
-    { type = "highpass", freq = 20, slope = 12 },
-  } })
-  local glue = g:add("compressor", { name = "glue", threshold = s.lufs + 4,
-    ratio = 1.5, knee = 6, attack = 30, release = 250, detector = "rms",
-    link = 1 })
-  local lim = g:add("limiter", { name = "limiter", ceiling = s.ceiling,
-    release = 100, true_peak = true })
-  local last = g:chain(src, trim, eq, glue, lim)
-  if s.bits < 32 then
-    last = g:chain(last, g:add("dither", { name = "dither", bits = s.bits }))
+  if not default_chain then
+    local path = (MOONBUS_SCRIPTS or "scripts") .. "/master.lua"
+    local f, err = loadfile(path)
+    if not f then fail("cannot load the default chain: %s", err) end
+    default_chain = f(M.CHAIN_ONLY)
   end
-  return last, { limiter = lim, compressor = glue }
+  return default_chain(g, src, s)
+end
+
+-- ---- command-line front ends (scripts/master.lua, scripts/stems.lua) ----
+
+--- Add the delivery options to an argparse parser; `of` names what the
+-- default rate comes from ("the mix's").
+function M.cli_options(p, of)
+  p:option("--target", "spotify, apple, youtube, tidal, ebu, cd, or a LUFS figure")
+  p:option("--lufs", "integrated loudness to deliver (LUFS); overrides the target's"):convert(tonumber)
+  p:option("--ceiling", "true-peak ceiling (dBTP); overrides the target's"):convert(tonumber)
+  p:option("--bits", "16, 24 (dithered PCM) or 32 (float); default 24, cd 16"):convert(tonumber)
+  p:option("--rate", ("sample rate of the master (Hz); default %s, cd 44100"):format(of)):convert(tonumber)
+  p:option("--codec", "also check the decoded true peak of these encodes: mp3, opus, vorbis (comma-separated)")
+  p:option("--max-limiting", ("largest limiter gain reduction accepted (dB, default %g)"):format(M.max_limiting))
+    :convert(tonumber)
+  p:option("--json", "also write the report as JSON to this file")
+  p:flag("-q --quiet", "print nothing on success")
+  p:flag("-v --verbose", "print each render pass on stderr")
+end
+
+--- Check parsed options `a` (usage errors name the command `cmd`) and open
+-- the JSON report's file before any rendering, so a bad path fails first.
+-- Returns the deliver() options they give and an object with
+-- `done(report)` (writes the JSON, prints the report) and `abort()`.
+function M.cli_begin(cmd, a)
+  local cli = require "moonbus.cli"
+  if not a.target and not a.lufs then
+    cli.usage_error(("%s: give --target (%s) or --lufs"):format(cmd, table.concat(M.target_names, ", ")))
+  end
+  if a.target and not M.targets[a.target] and not tonumber(a.target) then
+    local hint = core.suggest(a.target, M.target_names)
+    cli.usage_error(("%s: unknown target '%s' (one of %s, or a LUFS figure)%s"):format(cmd, a.target,
+      table.concat(M.target_names, ", "), hint and ("; did you mean '%s'?"):format(hint) or ""))
+  end
+  local codec
+  if a.codec then
+    codec = {}
+    for c in a.codec:gmatch("[^,%s]+") do codec[#codec + 1] = c:lower() end
+  end
+  local json_tmp, json_file
+  if a.json then
+    json_tmp = a.json .. ".moonbus-tmp"
+    local err
+    json_file, err = io.open(json_tmp, "w")
+    if not json_file then error(("%s: cannot write '%s': %s"):format(cmd, a.json, tostring(err)), 0) end
+  end
+  local opts = {
+    target = a.target, lufs = a.lufs, ceiling = a.ceiling, bits = a.bits,
+    rate = a.rate, codec = codec, max_limiting = a.max_limiting,
+    log = a.verbose and function(line) io.stderr:write("moonbus: ", cmd, ": ", line, "\n") end or nil,
+  }
+  local out = {}
+  function out.abort()
+    if json_file then json_file:close(); os.remove(json_tmp) end
+    json_file = nil
+  end
+  function out.done(report)
+    if json_file then
+      json_file:write(cli.json(M.json_table(report)), "\n")
+      json_file:close()
+      assert(os.rename(json_tmp, a.json))
+    end
+    if not a.quiet then io.write(M.format(report)) end
+  end
+  return opts, out
 end
 
 local function db(x)
