@@ -28,86 +28,17 @@
 #define HAVE_MXCSR 1
 #endif
 
-#include "fileio.h"
-#include "mb.h"
-
-#define DEFAULT_RATE 48000.0
-#define DEFAULT_BLOCK 4096
-#define DEFAULT_TAIL_CAP 60.0
-#define UNBOUNDED INT64_MAX
-
-typedef struct conn {
-  int from, to, port;
-  int delay;       /* compensation, frames */
-  int channels;    /* source channels */
-  float *hist;     /* delay history: channels x (delay + max_frames) */
-} conn;
-
-typedef struct envelope {
-  mb_point *pts;
-  int n;
-  int cursor; /* segment of the last lookup (lookups move forward) */
-  double sent;
-} envelope;
-
-typedef struct node {
-  const mb_module_desc *m;
-  char *name;
-  void *host;
-  double *values;
-  char **strings;
-  envelope *env; /* per parameter; NULL until something is automated */
-  int n_auto;
-
-  mb_reader *reader; /* file sources */
-  mb_writer *writer; /* file sinks, during a render */
-  mb_output_stats ostats;
-  int have_ostats;
-
-  /* compiled */
-  void *state;
-  int created;
-  int out_ch;
-  int in_ch[MB_MAX_PORTS];
-  int latency;
-  int64_t arrival;   /* latency of the signal at its inputs */
-  int64_t sig, tail; /* signal and tail length at its output (or inputs,
-                        for sinks); UNBOUNDED allowed */
-  int64_t sink_len;  /* sinks and analysers: frames to take after arrival */
-  float *out[MB_MAX_CHANNELS];
-  float *in[MB_MAX_PORTS][MB_MAX_CHANNELS];
-  int in_own[MB_MAX_PORTS]; /* port buffer is the node's own (summed) */
-  int consumers;
-} node;
-
-struct mb_graph {
-  double rate;     /* requested; 0 = from the first input */
-  double run_rate; /* decided at compile */
-  int block;
-  node *nodes;
-  int n, cap;
-  conn *conns;
-  int nc, capc;
-  char err[2 * MB_ERRLEN];
-  int compiled, rendering;
-  int *order;
-  float *pool;
-  ptrdiff_t set;     /* floats in one buffer set; the pool holds two */
-  int64_t pos;       /* frame being rendered */
-  double tail_cap_s; /* longest tail, seconds; set by render */
-  double asked_s;    /* render{duration} in seconds, or 0 */
-  int64_t tail_cap;  /* the same two in frames, set by compile */
-  int64_t asked;     /* -1 when not asked */
-};
+#include "graph_impl.h"
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static char *dupstr(const char *s) {
+char *mb__dupstr(const char *s) {
   size_t n = strlen(s) + 1;
   char *d = malloc(n);
   if (d) memcpy(d, s, n);
   return d;
 }
+#define dupstr mb__dupstr
 
 mb_status mb_graph_fail(mb_graph *g, mb_status st, const char *fmt, ...) {
   va_list ap;
@@ -124,6 +55,7 @@ double mb_graph_rate(const mb_graph *g) {
 int mb_graph_block(const mb_graph *g) { return g->block; }
 int mb_graph_count(const mb_graph *g) { return g->n; }
 int mb_graph_rendering(const mb_graph *g) { return g->rendering; }
+int mb_graph_playing(const mb_graph *g) { return g->player != NULL; }
 
 static int valid_node(const mb_graph *g, int i) { return i >= 0 && i < g->n; }
 
@@ -177,6 +109,7 @@ static void free_node(node *nd) {
     if (nd->env) free(nd->env[i].pts);
   }
   free(nd->strings);
+  free(nd->pub);
   free(nd->env);
   free(nd->values);
   free(nd->name);
@@ -188,9 +121,11 @@ static void free_node(node *nd) {
 void mb_graph_free(mb_graph *g) {
   if (!g) return;
   decompile(g);
+  mb_graph_free(g->last_plan);
   for (int i = 0; i < g->n; i++) free_node(&g->nodes[i]);
   free(g->nodes);
   free(g->conns);
+  free(g->hist_from);
   free(g);
 }
 
@@ -201,6 +136,13 @@ int mb_graph_add(mb_graph *g, const mb_module_desc *m, const char *name,
   if (g->rendering) {
     *status = mb_graph_fail(g, MB_ERR_STATE,
                             "cannot add a node while the graph renders");
+    return -1;
+  }
+  if (g->player && (m->flags & MB_MODULE_OFFLINE_ONLY)) {
+    *status = mb_graph_fail(g, MB_ERR_STATE,
+                            "%s nodes cannot run live (the audio thread "
+                            "never calls Lua)",
+                            m->id);
     return -1;
   }
   if (m->n_inputs > MB_MAX_PORTS) {
@@ -294,6 +236,10 @@ mb_status mb_node_set(mb_graph *g, int i, int p, double v) {
     return MB_OK;
   }
   nd->values[p] = v;
+  if (g->player) { /* the audio thread applies it at its next block */
+    mb__live_param(g->player, i, p, v);
+    return MB_OK;
+  }
   if (nd->created && nd->m->set_param) {
     int ramp = 0;
     if (g->rendering && (d->flags & MB_PARAM_SMOOTH))
@@ -319,10 +265,11 @@ static int find_string_param(const mb_module_desc *m) {
   return -1;
 }
 
-static const char *node_path(const node *nd) {
+const char *mb__node_path(const node *nd) {
   int p = find_string_param(nd->m);
   return p >= 0 ? nd->strings[p] : NULL;
 }
+#define node_path mb__node_path
 
 /* Refuse a sink whose path is unusable now rather than at render time. */
 static mb_status check_sink(mb_graph *g, int i) {
@@ -565,11 +512,134 @@ mb_status mb_graph_connect(mb_graph *g, int from, int to, int port) {
   return MB_OK;
 }
 
+/* A removed node stays as a placeholder without ports or parameters, so
+ * node numbers (held by Lua objects and by a playing plan) never shift. */
+static const mb_module_desc removed_desc = {.id = "(removed)",
+                                            .summary = "a removed node"};
+
+int mb_node_removed(const mb_graph *g, int i) {
+  return valid_node(g, i) && g->nodes[i].m == &removed_desc;
+}
+
+mb_status mb_graph_disconnect(mb_graph *g, int from, int to, int port) {
+  if (!valid_node(g, from) || !valid_node(g, to))
+    return mb_graph_fail(g, MB_ERR_ARG, "disconnect: no such node");
+  if (g->rendering)
+    return mb_graph_fail(g, MB_ERR_STATE,
+                         "cannot disconnect while the graph renders");
+  int k = 0, found = 0;
+  for (int j = 0; j < g->nc; j++) {
+    conn *c = &g->conns[j];
+    if (c->from == from && c->to == to && (port < 0 || c->port == port)) {
+      free(c->hist);
+      found++;
+      continue;
+    }
+    g->conns[k++] = *c;
+  }
+  g->nc = k;
+  if (!found)
+    return mb_graph_fail(g, MB_ERR_GRAPH, "%s is not connected to %s",
+                         g->nodes[from].name, g->nodes[to].name);
+  g->compiled = 0;
+  return MB_OK;
+}
+
+mb_status mb_graph_remove(mb_graph *g, int i) {
+  if (!valid_node(g, i) || mb_node_removed(g, i))
+    return mb_graph_fail(g, MB_ERR_ARG, "remove: no such node");
+  if (g->rendering)
+    return mb_graph_fail(g, MB_ERR_STATE,
+                         "cannot remove a node while the graph renders");
+  if (!g->player) decompile(g);
+  node *nd = &g->nodes[i];
+  int k = 0;
+  for (int j = 0; j < g->nc; j++) {
+    conn *c = &g->conns[j];
+    if (c->from == i || c->to == i) {
+      free(c->hist);
+      continue;
+    }
+    g->conns[k++] = *c;
+  }
+  g->nc = k;
+  char *name = nd->name;
+  nd->name = NULL;
+  free_node(nd);
+  memset(nd, 0, sizeof *nd);
+  nd->m = &removed_desc;
+  nd->name = name;
+  nd->values = calloc(1, sizeof *nd->values);
+  nd->strings = calloc(1, sizeof *nd->strings);
+  g->compiled = 0;
+  return nd->values && nd->strings ? MB_OK : MB_ERR_NOMEM;
+}
+
+mb_graph *mb__graph_clone(const mb_graph *g) {
+  mb_graph *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->rate = g->rate;
+  c->block = g->block;
+  c->tail_cap_s = g->tail_cap_s;
+  c->asked_s = g->asked_s;
+  c->nodes = calloc(g->n ? g->n : 1, sizeof *c->nodes);
+  c->conns = calloc(g->nc ? g->nc : 1, sizeof *c->conns);
+  if (!c->nodes || !c->conns) goto fail;
+  c->cap = g->n ? g->n : 1;
+  c->capc = g->nc ? g->nc : 1;
+  for (int i = 0; i < g->n; i++, c->n++) {
+    const node *a = &g->nodes[i];
+    node *b = &c->nodes[i];
+    const int np = a->m->n_params;
+    b->m = a->m;
+    b->host = a->host;
+    b->n_auto = a->n_auto;
+    b->origin = a->origin;
+    b->name = dupstr(a->name);
+    b->values = malloc((np ? np : 1) * sizeof *b->values);
+    b->strings = calloc(np ? np : 1, sizeof *b->strings);
+    if (!b->name || !b->values || !b->strings) goto fail_node;
+    if (np) memcpy(b->values, a->values, np * sizeof *b->values);
+    for (int p = 0; p < np; p++)
+      if (a->strings[p] && !(b->strings[p] = dupstr(a->strings[p])))
+        goto fail_node;
+    if (a->env) {
+      if (!(b->env = calloc(np, sizeof *b->env))) goto fail_node;
+      for (int p = 0; p < np; p++) {
+        if (!a->env[p].n) continue;
+        b->env[p].pts = malloc(a->env[p].n * sizeof(mb_point));
+        if (!b->env[p].pts) goto fail_node;
+        memcpy(b->env[p].pts, a->env[p].pts, a->env[p].n * sizeof(mb_point));
+        b->env[p].n = a->env[p].n;
+        b->env[p].sent = NAN; /* the first grid point sends its value */
+      }
+    }
+  }
+  for (int k = 0; k < g->nc; k++) {
+    c->conns[k] = g->conns[k];
+    c->conns[k].hist = NULL;
+  }
+  c->nc = g->nc;
+  return c;
+fail_node:
+  c->n++;
+fail:
+  mb_graph_free(c);
+  return NULL;
+}
+
 /* ---- compilation ------------------------------------------------------- */
 
 static void decompile(mb_graph *g) {
+  mb_graph_free(g->last_plan);
+  g->last_plan = NULL;
   for (int i = 0; i < g->n; i++) {
     node *nd = &g->nodes[i];
+    if (nd->taken) { /* a newer plan runs it */
+      nd->state = NULL;
+      nd->created = nd->taken = 0;
+      continue;
+    }
     if (nd->created && nd->m->destroy) nd->m->destroy(nd->state);
     free(nd->state);
     nd->state = NULL;
@@ -642,9 +712,37 @@ static mb_status topo_sort(mb_graph *g) {
   return mb_graph_fail(g, MB_ERR_GRAPH, "the graph has a cycle: %s", msg);
 }
 
-static int64_t sat_add(int64_t a, int64_t b) {
+int64_t mb__sat_add(int64_t a, int64_t b) {
   if (a == UNBOUNDED || b == UNBOUNDED) return UNBOUNDED;
   return a + b;
+}
+
+/* A plan compiled while another plays takes over the running instance of
+ * a node whose module, inputs and structural settings are unchanged, so
+ * its state (delay lines, envelopes, reverb tails) carries on. */
+static int take_instance(mb_graph *g, node *nd) {
+  int i = (int)(nd - g->nodes);
+  if (i >= g->donor->n) return 0;
+  node *o = &g->donor->nodes[i];
+  if (!o->created || o->taken || o->m != nd->m || o->out_ch != nd->out_ch ||
+      (nd->m->flags & (MB_MODULE_FILE_SOURCE | MB_MODULE_FILE_SINK)))
+    return 0;
+  if (memcmp(o->in_ch, nd->in_ch, sizeof nd->in_ch)) return 0;
+  for (int p = 0; p < nd->m->n_params; p++) {
+    const mb_param_desc *d = &nd->m->params[p];
+    if (!(d->flags & MB_PARAM_STRUCTURAL)) continue;
+    if (d->type == MB_PARAM_STRING) {
+      const char *a = o->strings[p], *b = nd->strings[p];
+      if ((a || b) && (!a || !b || strcmp(a, b))) return 0;
+    } else if (o->values[p] != nd->values[p]) {
+      return 0;
+    }
+  }
+  nd->state = o->state;
+  nd->created = 1;
+  nd->latency = o->latency;
+  o->taken = 1;
+  return 1;
 }
 
 static mb_status create_node(mb_graph *g, node *nd) {
@@ -665,7 +763,14 @@ static mb_status create_node(mb_graph *g, node *nd) {
     if (nd->env[p].n) nd->values[p] = nd->env[p].pts[0].value;
 
   int out = 0;
-  if (nd->m->flags & MB_MODULE_FILE_SOURCE) {
+  if (nd->m->flags & MB_MODULE_DEVICE_SOURCE) {
+    if (!g->live)
+      return mb_graph_fail(g, MB_ERR_STATE,
+                           "%s: a device input plays only live (g:play, "
+                           "moonbus live)",
+                           nd->name);
+    out = g->dev_in_ch;
+  } else if (nd->m->flags & MB_MODULE_FILE_SOURCE) {
     out = mb_reader_channels(nd->reader);
   } else if (nd->m->has_output) {
     out = nd->m->channels ? nd->m->channels(&c, err, sizeof err)
@@ -679,6 +784,7 @@ static mb_status create_node(mb_graph *g, node *nd) {
   }
   nd->out_ch = out;
   c.out_channels = out;
+  if (g->donor && take_instance(g, nd)) return MB_OK;
   nd->state = calloc(1, nd->m->state_size ? nd->m->state_size : 1);
   if (!nd->state) return MB_ERR_NOMEM;
   if (nd->m->create) {
@@ -694,10 +800,12 @@ static mb_status create_node(mb_graph *g, node *nd) {
 
 /* Signal length of a source or generator at the graph's rate. */
 static int64_t source_length(const node *nd) {
-  if (nd->m->flags & MB_MODULE_FILE_SOURCE) return mb_reader_length(nd->reader);
+  if (nd->m->flags & MB_MODULE_DEVICE_SOURCE) return UNBOUNDED;
+  if (nd->m->flags & MB_MODULE_FILE_SOURCE)
+    return nd->origin + mb_reader_length(nd->reader);
   if (nd->m->length) {
     int64_t n = nd->m->length(nd->state);
-    return n < 0 ? UNBOUNDED : n;
+    return n < 0 ? UNBOUNDED : n; /* it runs on absolute time */
   }
   return 0;
 }
@@ -716,6 +824,8 @@ static void pool_put(pool_alloc *pa, int slot) {
 }
 
 mb_status mb_graph_compile(mb_graph *g) {
+  if (g->player)
+    return mb_graph_fail(g, MB_ERR_STATE, "the graph is playing");
   if (g->compiled) return MB_OK;
   if (g->rendering)
     return mb_graph_fail(g, MB_ERR_STATE, "the graph is rendering");
@@ -736,7 +846,7 @@ mb_status mb_graph_compile(mb_graph *g) {
     node *nd = &g->nodes[i];
     const char *path = node_path(nd);
     char err[MB_ERRLEN];
-    if (nd->reader &&
+    if (nd->reader && !nd->io &&
         mb_reader_start(nd->reader, g->run_rate, g->block, err, sizeof err))
       return mb_graph_fail(g, MB_ERR_IO, "%s: %s", nd->name, err);
     if ((nd->m->flags & (MB_MODULE_FILE_SOURCE | MB_MODULE_FILE_SINK)) &&
@@ -782,16 +892,16 @@ mb_status mb_graph_compile(mb_graph *g) {
     }
     /* what analysers and sinks take after the latency padding */
     nd->sink_len =
-        g->asked >= 0 ? g->asked : sat_add(sig, tail > cap ? cap : tail);
+        g->asked >= 0 ? g->asked : mb__sat_add(sig, tail > cap ? cap : tail);
     if ((st = create_node(g, nd))) return st;
-    if ((nd->m->flags & MB_MODULE_FILE_SOURCE) ||
-        (nd->m->flags & MB_MODULE_GENERATOR)) {
+    if (nd->m->flags & (MB_MODULE_FILE_SOURCE | MB_MODULE_GENERATOR |
+                        MB_MODULE_DEVICE_SOURCE)) {
       int64_t len = source_length(nd);
       if (len > sig) sig = len;
     }
     int64_t own_tail = nd->m->tail ? nd->m->tail(nd->state) : 0;
     nd->sig = sig;
-    nd->tail = sat_add(tail, own_tail < 0 ? UNBOUNDED : own_tail);
+    nd->tail = mb__sat_add(tail, own_tail < 0 ? UNBOUNDED : own_tail);
   }
   /* Connection delays: each input arrives as late as the latest one. */
   for (int k = 0; k < g->nc; k++) {
@@ -889,6 +999,7 @@ mb_status mb_graph_compile(mb_graph *g) {
 }
 
 mb_status mb_graph_latency(mb_graph *g, int *frames) {
+  if (g->player) g = g->last_plan; /* what plays now */
   mb_status st = mb_graph_compile(g);
   if (st) return st;
   int64_t lat = 0;
@@ -1029,15 +1140,40 @@ static double now(void) {
 /* One stretch of frames [pos, pos+n) through the schedule's entries
  * [o0, o1), in the buffer set `sh` floats from the first. With `cost`,
  * each entry's time is added to cost[oi] (seconds). */
-static mb_status render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
-                              ptrdiff_t sh, double *cost) {
+mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
+                           ptrdiff_t sh, double *cost) {
   char err[MB_ERRLEN];
   double t = cost ? now() : 0;
+  const unsigned io_flags = MB_MODULE_FILE_SOURCE | MB_MODULE_FILE_SINK |
+                            MB_MODULE_DEVICE_SOURCE | MB_MODULE_DEVICE_SINK;
   for (int oi = o0; oi < o1; oi++) {
     node *nd = &g->nodes[g->order[oi]];
     for (int p = 0; p < nd->m->n_inputs; p++)
       gather(g, g->order[oi], p, n, sh);
-    if (nd->m->flags & MB_MODULE_FILE_SOURCE) {
+    if (g->live && (nd->m->flags & (io_flags | MB_MODULE_ANALYSER))) {
+      /* live: rings and device buffers instead of files; analysers pass
+       * their input on and measure it on the control thread */
+      float *out[MB_MAX_CHANNELS];
+      const float *in[MB_MAX_CHANNELS];
+      for (int ch = 0; ch < nd->out_ch; ch++) out[ch] = nd->out[ch] + sh;
+      for (int ch = 0; ch < nd->in_ch[0] && nd->m->n_inputs; ch++)
+        in[ch] = nd->in[0][ch] + sh;
+      const unsigned f = nd->m->flags;
+      if (f & MB_MODULE_FILE_SOURCE) mb__live_source(g, nd, out, n);
+      else if (f & MB_MODULE_DEVICE_SOURCE) mb__live_device_in(g, nd, out, n);
+      else if (f & MB_MODULE_DEVICE_SINK) mb__live_device_out(g, nd, in, n);
+      else if (f & MB_MODULE_FILE_SINK) {
+        if (nd->monitor) mb__live_device_out(g, nd, in, n); /* heard too */
+        int64_t a = pos, b = pos + n;
+        int64_t lo = nd->arrival, hi = mb__sat_add(nd->arrival, nd->sink_len);
+        if (a < lo) a = lo;
+        if (b > hi) b = hi;
+        for (int ch = 0; ch < nd->in_ch[0]; ch++) in[ch] += a - pos;
+        if (a < b) mb__live_sink(g, nd, a, in, (int)(b - a));
+      } else mb__live_tap(g, nd, n, sh);
+    } else if (nd->m->flags & MB_MODULE_DEVICE_SINK) {
+      /* offline, a device output takes its signal and plays nothing */
+    } else if (nd->m->flags & MB_MODULE_FILE_SOURCE) {
       float *out[MB_MAX_CHANNELS];
       for (int ch = 0; ch < nd->out_ch; ch++) out[ch] = nd->out[ch] + sh;
       if (mb_reader_read(nd->reader, out, n, err, sizeof err))
@@ -1045,7 +1181,7 @@ static mb_status render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
     } else if (nd->m->flags & MB_MODULE_FILE_SINK) {
       /* Drop the latency padding, stop at the signal's end. */
       int64_t a = pos, b = pos + n;
-      int64_t lo = nd->arrival, hi = sat_add(nd->arrival, nd->sink_len);
+      int64_t lo = nd->arrival, hi = mb__sat_add(nd->arrival, nd->sink_len);
       if (a < lo) a = lo;
       if (b > hi) b = hi;
       if (a < b) {
@@ -1127,7 +1263,7 @@ static void *stage_main(void *arg) {
   for (;;) {
     wait_sem(&w->go);
     if (w->quit) break;
-    w->st = render_range(w->g, w->cut, w->g->n, w->pos, w->n, w->sh, NULL);
+    w->st = mb__render_range(w->g, w->cut, w->g->n, w->pos, w->n, w->sh, NULL);
     sem_post(&w->done);
   }
   return NULL;
@@ -1251,7 +1387,7 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     g->pos = pos;
     if (!piped && !bn) {
       int time_it = cost && (always || steps >= CAL_SKIP);
-      if ((st = render_range(g, 0, g->n, pos, n, 0, time_it ? cost : NULL)))
+      if ((st = mb__render_range(g, 0, g->n, pos, n, 0, time_it ? cost : NULL)))
         break;
       if (opts->progress) opts->progress(opts->ud, pos + n, total);
     } else {
@@ -1262,7 +1398,7 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
         sem_post(&w.go);
       }
       mb_status sa =
-          n ? render_range(g, 0, w.cut, pos, n, par * g->set, NULL) : MB_OK;
+          n ? mb__render_range(g, 0, w.cut, pos, n, par * g->set, NULL) : MB_OK;
       mb_status sb = MB_OK;
       if (bn) {
         wait_sem(&w.done);
@@ -1308,12 +1444,50 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
   return st;
 }
 
+/* How long: until every terminal node has taken its signal and tail. On
+ * an endless source, the error names the node it reaches. */
+int64_t mb__render_total(const mb_graph *g, int *lat_max) {
+  int64_t total = 0;
+  *lat_max = 0;
+  for (int i = 0; i < g->n; i++) {
+    const node *nd = &g->nodes[i];
+    if (nd->consumers) continue;
+    int64_t lat = nd->arrival + (nd->m->has_output ? nd->latency : 0);
+    int64_t len = nd->sink_len;
+    if (nd->m->has_output && g->asked < 0) /* its own tail counts too */
+      len = mb__sat_add(nd->sig, nd->tail > g->tail_cap ? g->tail_cap
+                                                        : nd->tail);
+    if (len == UNBOUNDED) {
+      mb_graph_fail((mb_graph *)g, MB_ERR_GRAPH,
+                    "the render has no end: a source before %s never ends "
+                    "(give tone a duration, or render{duration = seconds})",
+                    nd->name);
+      return UNBOUNDED;
+    }
+    if (lat + len > total) total = lat + len;
+    if (lat > *lat_max) *lat_max = (int)lat;
+  }
+  return total;
+}
+
+void mb__collect_ostats(mb_graph *g, node *nd) {
+  (void)g;
+  mb_output_stats *o = &nd->ostats;
+  free((char *)o->path);
+  o->path = dupstr(node_path(nd));
+  o->clipped = mb_writer_clipped(nd->writer);
+  o->peak = mb_writer_peak(nd->writer);
+  o->frames = mb_writer_frames(nd->writer);
+  nd->have_ostats = 1;
+}
+
 mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
                           mb_render_stats *stats) {
   static const mb_render_opts none;
   if (!opts) opts = &none;
-  if (g->rendering)
-    return mb_graph_fail(g, MB_ERR_STATE, "the graph is already rendering");
+  if (g->rendering || g->player)
+    return mb_graph_fail(g, MB_ERR_STATE, "the graph is already %s",
+                         g->player ? "playing" : "rendering");
   g->compiled = 0; /* fresh instances and readers every render */
   for (int i = 0; i < g->n; i++) {
     if (!(g->nodes[i].m->flags & MB_MODULE_FILE_SINK)) continue;
@@ -1324,31 +1498,14 @@ mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
   g->tail_cap_s = opts->tail_cap > 0 ? opts->tail_cap : DEFAULT_TAIL_CAP;
   g->asked_s = opts->duration > 0 ? opts->duration : 0;
   mb_status st = mb_graph_compile(g);
-  const int64_t g_cap = g->tail_cap, g_asked = g->asked;
   /* a later compile on its own (g:latency()) uses the defaults again */
   g->tail_cap_s = DEFAULT_TAIL_CAP;
   g->asked_s = 0;
   if (st) return st;
 
-  /* How long: until every terminal node has taken its signal and tail. */
-  int64_t total = 0;
   int lat_max = 0;
-  for (int i = 0; i < g->n; i++) {
-    node *nd = &g->nodes[i];
-    if (nd->consumers) continue;
-    int64_t lat = nd->arrival + (nd->m->has_output ? nd->latency : 0);
-    int64_t len = nd->sink_len;
-    if (nd->m->has_output && g_asked < 0) /* its own tail counts too */
-      len = sat_add(nd->sig, nd->tail > g_cap ? g_cap : nd->tail);
-    if (len == UNBOUNDED)
-      return mb_graph_fail(g, MB_ERR_GRAPH,
-                           "the render has no end: a source before %s never "
-                           "ends (give tone a duration, or render{duration "
-                           "= seconds})",
-                           nd->name);
-    if (lat + len > total) total = lat + len;
-    if (lat > lat_max) lat_max = (int)lat;
-  }
+  int64_t total = mb__render_total(g, &lat_max);
+  if (total == UNBOUNDED) return st = MB_ERR_GRAPH;
   for (int i = 0; i < g->n; i++) {
     node *nd = &g->nodes[i];
     nd->have_ostats = 0;
@@ -1388,13 +1545,7 @@ mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
       abort_writers(g);
       return st;
     }
-    mb_output_stats *o = &nd->ostats;
-    free((char *)o->path);
-    o->path = dupstr(node_path(nd));
-    o->clipped = mb_writer_clipped(nd->writer);
-    o->peak = mb_writer_peak(nd->writer);
-    o->frames = mb_writer_frames(nd->writer);
-    nd->have_ostats = 1;
+    mb__collect_ostats(g, nd);
     if (nd->sink_len > longest) longest = nd->sink_len;
   }
   /* Commit all, or none that are left: a failed commit aborts the rest. */
@@ -1421,6 +1572,8 @@ mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
 int mb_node_results(const mb_graph *g, int i, const char **names,
                     double *values, int max) {
   if (!valid_node(g, i)) return 0;
+  if (g->player || g->last_plan) /* measured on the control thread */
+    return mb__live_results(g->last_plan, i, names, values, max);
   const node *nd = &g->nodes[i];
   if (!nd->created || !nd->m->results) return 0;
   return nd->m->results(nd->state, names, values, max);

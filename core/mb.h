@@ -76,6 +76,7 @@ double mb_graph_rate(const mb_graph *g); /* 0 while still undecided */
 int mb_graph_block(const mb_graph *g);
 int mb_graph_count(const mb_graph *g);
 int mb_graph_rendering(const mb_graph *g);
+int mb_graph_playing(const mb_graph *g);
 
 /* Add a node. `name` may be NULL (named "<module>#<n>"); `host` is handed to
  * the module's create() (see mb_config.host). Returns the node index, or -1
@@ -102,6 +103,13 @@ mb_status mb_node_automate(mb_graph *g, int node, int param,
 /* Connect `from`'s output to input port `port` of `to`. */
 mb_status mb_graph_connect(mb_graph *g, int from, int to, int port);
 
+/* Disconnect `from` from input `port` of `to` (port < 0: every port). */
+mb_status mb_graph_disconnect(mb_graph *g, int from, int to, int port);
+/* Remove a node and its connections. Node numbers do not shift: the node
+ * stays as a placeholder (mb_node_removed) that nothing can use. */
+mb_status mb_graph_remove(mb_graph *g, int node);
+int mb_node_removed(const mb_graph *g, int node);
+
 /* Compile: order, channels, instances, latency compensation, buffers.
  * Done by render when needed; callable on its own to learn latency. */
 mb_status mb_graph_compile(mb_graph *g);
@@ -112,6 +120,62 @@ int mb_node_channels(const mb_graph *g, int node);
 
 mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
                           mb_render_stats *stats);
+
+/* ---- live playback (live.c) ------------------------------------------
+ *
+ * mb_graph_play runs the graph in real time through PortAudio, on the
+ * calling thread's behalf: the audio thread runs a compiled copy of the
+ * graph (a plan); the calling thread stays the control thread. While it
+ * plays, opts->control runs there (at or just after its frame), and may
+ * set parameters (they reach the audio at its next block), change
+ * automation, add, connect, disconnect and remove nodes (a new plan is
+ * compiled there and swapped in at a block boundary, faded out and in over
+ * 5 ms, keeping the instances of unchanged nodes) and read meters (fed
+ * through a ring and measured on the control thread). File inputs and
+ * outputs stream through lock-free rings served by a disk thread. The
+ * audio thread never calls Lua, allocates, locks or touches files. */
+typedef struct mb_play_opts {
+  double duration;   /* seconds; 0 = until the sources end + tails */
+  double tail_cap;   /* longest tail, seconds (0 = 60) */
+  int frames;        /* frames per device buffer; 0 = the device's choice */
+  double latency;    /* suggested device latency, s; 0 = its lowest */
+  const char *device; /* for device nodes that name none; NULL = default */
+  int64_t (*next_control)(void *ud, int64_t pos);
+  mb_status (*control)(void *ud, int64_t pos);
+  void (*progress)(void *ud, int64_t done, int64_t total);
+  void *ud;
+  volatile int *interrupt; /* non-zero stops playback (not an error) */
+} mb_play_opts;
+
+typedef struct mb_play_stats {
+  int64_t frames;     /* frames played */
+  double seconds;     /* the same in seconds */
+  double wall;        /* wall-clock seconds */
+  int latency;        /* the graph's latency, frames */
+  double out_latency; /* the device's output latency, seconds */
+  int buffer;         /* largest device buffer seen, frames */
+  int64_t callbacks;  /* device callbacks */
+  int64_t xruns;      /* callbacks the device flagged late (under/overflow) */
+  int64_t underruns;  /* frames a file input was late for (played as 0) */
+  int64_t dropped;    /* frames a file output or meter could not keep */
+  int swaps;          /* plans swapped in while playing */
+  int interrupted;    /* stopped by opts->interrupt */
+  char device[128];   /* "host: name" of the output (or input) device */
+} mb_play_stats;
+
+mb_status mb_graph_play(mb_graph *g, const mb_play_opts *opts,
+                        mb_play_stats *stats);
+
+typedef struct mb_device_info {
+  int index;
+  char name[128], host[64];
+  int inputs, outputs;
+  double default_rate;
+  int is_default_in, is_default_out;
+} mb_device_info;
+/* The devices PortAudio sees now: fills up to max, returns the count or a
+ * negative mb_status with the message in err. */
+int mb_devices(mb_device_info *list, int max, char *err, size_t errlen);
 
 /* After a render: an analyser's results, or a file output's figures. */
 int mb_node_results(const mb_graph *g, int node, const char **names,

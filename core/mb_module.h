@@ -99,6 +99,12 @@ enum {
   MB_MODULE_FILE_SINK = 1u << 1,   /* the host writes its input to `path` */
   MB_MODULE_OFFLINE_ONLY = 1u << 2,/* refused by live playback */
   MB_MODULE_GENERATOR = 1u << 3,   /* produces signal with no input; has length() */
+  MB_MODULE_DEVICE_SOURCE = 1u << 4, /* live input: the host fills out */
+  MB_MODULE_DEVICE_SINK = 1u << 5,   /* live output: the host plays its input */
+  /* Passes its input through unchanged and only measures it (results()):
+   * live, the host passes the signal on and measures on the control
+   * thread. */
+  MB_MODULE_ANALYSER = 1u << 6,
 };
 
 typedef struct mb_module_desc {

@@ -10,10 +10,12 @@
  * Errors raised here carry no position: `moonbus run` adds the position of
  * the user's script line that led to them (see main.c). */
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -223,6 +225,8 @@ static lnode *check_node(lua_State *L, int idx) {
   if (!n)
     fail(L, "expected a node (from g:add), got %s", luaL_typename(L, idx));
   if (!n->lg->g) fail(L, "graph is closed");
+  if (mb_node_removed(n->lg->g, n->index))
+    fail(L, "node %s was removed", mb_node_name(n->lg->g, n->index));
   return n;
 }
 
@@ -243,8 +247,9 @@ static void free_hosts(lua_State *L, lgraph *lg) {
 
 static int graph_close(lua_State *L) {
   lgraph *lg = luaL_checkudata(L, 1, GRAPH_MT);
-  if (lg->g && mb_graph_rendering(lg->g))
-    return fail(L, "cannot close a graph while it renders");
+  if (lg->g && (mb_graph_rendering(lg->g) || mb_graph_playing(lg->g)))
+    return fail(L, "cannot close a graph while it %s",
+                mb_graph_playing(lg->g) ? "plays" : "renders");
   mb_graph_free(lg->g);
   lg->g = NULL;
   free_hosts(L, lg);
@@ -696,87 +701,71 @@ static void set_number(lua_State *L, const char *k, double v) {
 
 static double to_db(double x) { return x > 0 ? 20 * log10(x) : -HUGE_VAL; }
 
-/* g:render{duration=, tail=, progress=} -> stats */
-static int graph_render(lua_State *L) {
-  lgraph *lg = check_graph(L, 1);
-  /* before touching any state: the running render owns it */
-  if (mb_graph_rendering(lg->g))
-    return fail(L, "render: the graph is already rendering (called from a "
-                   "control callback or a lua node?)");
-  lua_settop(L, 2);
-  mb_render_opts o;
-  memset(&o, 0, sizeof o);
+/* `moonbus live` makes g:render() play (with these device options). */
+static int live_mode;
+static mb_play_opts live_defaults;
+static char live_device[256];
+
+/* core.set_live{device=, block=, latency=}: g:render() plays from now on */
+static int l_set_live(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  live_mode = 1;
+  memset(&live_defaults, 0, sizeof live_defaults);
+  lua_getfield(L, 1, "device");
+  if (lua_isstring(L, -1)) {
+    snprintf(live_device, sizeof live_device, "%s", lua_tostring(L, -1));
+    live_defaults.device = live_device;
+  }
+  lua_getfield(L, 1, "block");
+  live_defaults.frames = (int)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, 1, "latency");
+  live_defaults.latency = luaL_optnumber(L, -1, 0);
+  return 0;
+}
+
+/* The options of g:render{} and g:play{}, checked; the table at index 2. */
+static void run_options(lua_State *L, lgraph *lg, int play, mb_play_opts *o) {
+  static const char *const keys[] = {"duration", "tail",    "progress",
+                                     "block",    "latency", "device"};
+  const int nkeys = play ? 6 : 3;
+  const char *what = play ? "play" : "render";
   lg->progress = isatty(2);
-  if (lua_istable(L, 2)) {
-    static const char *const keys[] = {"duration", "tail", "progress"};
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-      if (strcmp(k, "duration") == 0 || strcmp(k, "tail") == 0) {
-        if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0))
-          return fail(L, "render: %s must be a number of seconds > 0", k);
-        if (k[0] == 'd') o.duration = lua_tonumber(L, -1);
-        else o.tail_cap = lua_tonumber(L, -1);
-      } else if (strcmp(k, "progress") == 0) {
-        lg->progress = lg->progress && lua_toboolean(L, -1);
-      } else {
-        return fail(L, "unknown option '%s' for render%s", k,
-                    hint(L, k, keys, 3));
-      }
-      lua_pop(L, 1);
+  if (lua_isnil(L, 2)) return;
+  if (!lua_istable(L, 2)) fail(L, "%s: options must be a table", what);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+    int ki = -1;
+    for (int i = 0; i < nkeys; i++)
+      if (strcmp(k, keys[i]) == 0) ki = i;
+    if (ki < 0)
+      fail(L, "unknown option '%s' for %s%s", k, what, hint(L, k, keys, nkeys));
+    if (ki == 2) {
+      lg->progress = lg->progress && lua_toboolean(L, -1);
+    } else if (ki == 5) {
+      if (!lua_isstring(L, -1))
+        fail(L, "play: device must be a name or a number");
+      o->device = lua_tostring(L, -1); /* the table keeps it alive */
+    } else if (ki == 3) {
+      lua_Integer b = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+      if (b < 16 || b > 8192)
+        fail(L, "play: block must be a whole number of frames (16 .. 8192)");
+      o->frames = (int)b;
+    } else {
+      if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) > 0))
+        fail(L, "%s: %s must be a number of seconds > 0", what, k);
+      double v = lua_tonumber(L, -1);
+      if (ki == 0) o->duration = v;
+      else if (ki == 1) o->tail_cap = v;
+      else o->latency = v;
     }
-  } else if (!lua_isnil(L, 2)) {
-    return fail(L, "render: options must be a table");
+    lua_pop(L, 1);
   }
-  /* the `lua` nodes run in this state */
-  for (int i = 0; i < lg->n_hosts; i++) {
-    lg->hosts[i]->L = L;
-    free(lg->hosts[i]->err);
-    lg->hosts[i]->err = NULL;
-  }
-  free(lg->cb_err);
-  lg->cb_err = NULL;
-  for (int i = 0; i < lg->n_timers; i++) lg->timers[i].k = 0;
-  lg->L = L;
-  lg->stop = 0;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lg->t0 = ts.tv_sec + ts.tv_nsec * 1e-9;
-  lg->last_draw = 0;
-  if (lg->n_timers) {
-    o.next_control = next_control;
-    o.control = control;
-  }
-  o.progress = progress;
-  o.ud = lg;
-  o.interrupt = &lg->stop;
-  struct sigaction sa, old;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  volatile int *prev_flag = sigint_flag;
-  sigint_flag = &lg->stop;
-  sigaction(SIGINT, &sa, &old);
-  mb_render_stats stats;
-  mb_status st = mb_graph_render(lg->g, &o, &stats);
-  sigaction(SIGINT, &old, NULL);
-  sigint_flag = prev_flag;
-  lg->L = NULL;
-  if (lg->last_draw > 0) fprintf(stderr, "\r%60s\r", "");
-  if (st) {
-    for (int i = 0; i < lg->n_hosts; i++)
-      if (lg->hosts[i]->err) return fail(L, "%s", lg->hosts[i]->err);
-    if (lg->cb_err) return fail(L, "%s", lg->cb_err);
-    return fail(L, "%s", mb_graph_error(lg->g));
-  }
-  lua_createtable(L, 0, 8);
-  lua_pushinteger(L, stats.frames);
-  lua_setfield(L, -2, "frames");
-  set_number(L, "seconds", stats.seconds);
-  set_number(L, "wall", stats.wall);
-  set_number(L, "realtime", stats.realtime);
-  lua_pushinteger(L, stats.latency);
-  lua_setfield(L, -2, "latency");
-  set_number(L, "rate", mb_graph_rate(lg->g));
+}
+
+/* Push the files a render or play wrote: { {path, frames, clipped, peak} }
+ * as the `outputs` field of the table on top, warning about clipping. */
+static void push_outputs(lua_State *L, lgraph *lg) {
   lua_newtable(L);
   int k = 0;
   for (int i = 0; i < mb_graph_count(lg->g); i++) {
@@ -797,6 +786,204 @@ static int graph_render(lua_State *L) {
               os.path, (long long)os.clipped, to_db(os.peak));
   }
   lua_setfield(L, -2, "outputs");
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* g:render{duration=, tail=, progress=} and g:play{... block=, latency=,
+ * device=} -> stats */
+static int graph_run(lua_State *L, int play) {
+  lgraph *lg = check_graph(L, 1);
+  /* before touching any state: the running render owns it */
+  if (mb_graph_rendering(lg->g) || mb_graph_playing(lg->g))
+    return fail(L, "%s: the graph is already %s (called from a control "
+                   "callback or a lua node?)",
+                play ? "play" : "render",
+                mb_graph_playing(lg->g) ? "playing" : "rendering");
+  lua_settop(L, 2);
+  mb_play_opts o;
+  if (play && live_mode) o = live_defaults;
+  else memset(&o, 0, sizeof o);
+  run_options(L, lg, play, &o);
+  /* the `lua` nodes run in this state */
+  for (int i = 0; i < lg->n_hosts; i++) {
+    lg->hosts[i]->L = L;
+    free(lg->hosts[i]->err);
+    lg->hosts[i]->err = NULL;
+  }
+  free(lg->cb_err);
+  lg->cb_err = NULL;
+  for (int i = 0; i < lg->n_timers; i++) lg->timers[i].k = 0;
+  lg->L = L;
+  lg->stop = 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lg->t0 = ts.tv_sec + ts.tv_nsec * 1e-9;
+  lg->last_draw = 0;
+  if (lg->n_timers || play) {
+    o.next_control = next_control;
+    o.control = control;
+  }
+  o.progress = progress;
+  o.ud = lg;
+  o.interrupt = &lg->stop;
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  volatile int *prev_flag = sigint_flag;
+  sigint_flag = &lg->stop;
+  sigaction(SIGINT, &sa, &old);
+  mb_render_stats stats;
+  mb_play_stats ps;
+  mb_status st;
+  if (play) {
+    st = mb_graph_play(lg->g, &o, &ps);
+  } else {
+    mb_render_opts ro = {.duration = o.duration, .tail_cap = o.tail_cap,
+                         .next_control = o.next_control,
+                         .control = o.control, .progress = o.progress,
+                         .ud = o.ud, .interrupt = o.interrupt};
+    st = mb_graph_render(lg->g, &ro, &stats);
+  }
+  sigaction(SIGINT, &old, NULL);
+  sigint_flag = prev_flag;
+  lg->L = NULL;
+  if (lg->last_draw > 0) fprintf(stderr, "\r%60s\r", "");
+  if (st) {
+    for (int i = 0; i < lg->n_hosts; i++)
+      if (lg->hosts[i]->err) return fail(L, "%s", lg->hosts[i]->err);
+    if (lg->cb_err) return fail(L, "%s", lg->cb_err);
+    return fail(L, "%s", mb_graph_error(lg->g));
+  }
+  lua_createtable(L, 0, 16);
+  set_number(L, "rate", mb_graph_rate(lg->g));
+  if (play) {
+    set_int(L, "frames", ps.frames);
+    set_number(L, "seconds", ps.seconds);
+    set_number(L, "wall", ps.wall);
+    set_int(L, "latency", ps.latency);
+    set_number(L, "device_latency", ps.out_latency);
+    set_int(L, "block", ps.buffer);
+    set_int(L, "callbacks", ps.callbacks);
+    set_int(L, "xruns", ps.xruns);
+    set_int(L, "underruns", ps.underruns);
+    set_int(L, "dropped", ps.dropped);
+    set_int(L, "swaps", ps.swaps);
+    lua_pushboolean(L, ps.interrupted);
+    lua_setfield(L, -2, "interrupted");
+    lua_pushstring(L, ps.device);
+    lua_setfield(L, -2, "device");
+    /* the run's summary: what a live run must always report */
+    char dl[48] = "unknown";
+    if (ps.out_latency >= 0)
+      snprintf(dl, sizeof dl, "%.1f ms", ps.out_latency * 1000);
+    fprintf(stderr,
+            "moonbus: played %.2f s on %s (%d-frame buffers, output latency "
+            "%s, graph latency %d frames): %lld xruns, %lld frames of late "
+            "file input%s\n",
+            ps.seconds, ps.device, ps.buffer, dl, ps.latency,
+            (long long)ps.xruns, (long long)ps.underruns,
+            ps.interrupted ? "; stopped by interrupt" : "");
+  } else {
+    set_int(L, "frames", stats.frames);
+    set_number(L, "seconds", stats.seconds);
+    set_number(L, "wall", stats.wall);
+    set_number(L, "realtime", stats.realtime);
+    set_int(L, "latency", stats.latency);
+  }
+  push_outputs(L, lg);
+  return 1;
+}
+
+static int graph_render(lua_State *L) { return graph_run(L, live_mode); }
+static int graph_play(lua_State *L) { return graph_run(L, 1); }
+
+/* g:remove(node) */
+static int graph_remove(lua_State *L) {
+  lgraph *lg = check_graph(L, 1);
+  lnode *n = check_node(L, 2);
+  if (n->lg != lg) return fail(L, "remove: node belongs to another graph");
+  if (mb_graph_remove(lg->g, n->index)) return fail(L, "%s", mb_graph_error(lg->g));
+  return 0;
+}
+
+/* g:disconnect(a, b [, port]) */
+static int graph_disconnect(lua_State *L) {
+  lgraph *lg = check_graph(L, 1);
+  lnode *a = check_node(L, 2), *b = check_node(L, 3);
+  if (a->lg != lg || b->lg != lg)
+    return fail(L, "disconnect: node belongs to another graph");
+  int port = lua_isnoneornil(L, 4) ? -1 : port_index(L, lg, b->index, 4);
+  if (mb_graph_disconnect(lg->g, a->index, b->index, port))
+    return fail(L, "%s", mb_graph_error(lg->g));
+  return 0;
+}
+
+/* core.key_mode(on) -> true when stdin is a terminal, now reading keys one
+ * at a time without echo (on) or back to lines (off). */
+static struct termios saved_tty;
+static int tty_raw;
+static int l_key_mode(lua_State *L) {
+  int on = lua_toboolean(L, 1);
+  if (on && !tty_raw && isatty(0) && tcgetattr(0, &saved_tty) == 0) {
+    struct termios t = saved_tty;
+    t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    t.c_cc[VMIN] = 0;
+    t.c_cc[VTIME] = 0;
+    tty_raw = tcsetattr(0, TCSANOW, &t) == 0;
+  } else if (!on && tty_raw) {
+    tcsetattr(0, TCSANOW, &saved_tty);
+    tty_raw = 0;
+  }
+  lua_pushboolean(L, tty_raw);
+  return 1;
+}
+
+/* core.key() -> the next key pressed, or nil (never waits) */
+static int l_key(lua_State *L) {
+  struct pollfd pf = {.fd = 0, .events = POLLIN};
+  char c;
+  if (poll(&pf, 1, 0) == 1 && read(0, &c, 1) == 1) {
+    lua_pushlstring(L, &c, 1);
+    return 1;
+  }
+  return 0;
+}
+
+/* core.interrupt(): stop the running render or play as Ctrl-C would */
+static int l_interrupt(lua_State *L) {
+  (void)L;
+  if (sigint_flag) *sigint_flag = 1;
+  return 0;
+}
+
+/* core.devices() -> { {index, name, host, inputs, outputs, default_rate,
+ * default_input, default_output}, ... } */
+static int l_devices(lua_State *L) {
+  mb_device_info list[128];
+  char err[MB_ERRLEN];
+  int n = mb_devices(list, 128, err, sizeof err);
+  if (n < 0) return fail(L, "%s", err);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 8);
+    set_int(L, "index", list[i].index);
+    lua_pushstring(L, list[i].name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, list[i].host);
+    lua_setfield(L, -2, "host");
+    set_int(L, "inputs", list[i].inputs);
+    set_int(L, "outputs", list[i].outputs);
+    set_number(L, "default_rate", list[i].default_rate);
+    lua_pushboolean(L, list[i].is_default_in);
+    lua_setfield(L, -2, "default_input");
+    lua_pushboolean(L, list[i].is_default_out);
+    lua_setfield(L, -2, "default_output");
+    lua_rawseti(L, -2, i + 1);
+  }
   return 1;
 }
 
@@ -1108,6 +1295,8 @@ static int l_writable(lua_State *L) {
 static const luaL_Reg graph_methods[] = {
     {"add", graph_add},         {"connect", graph_connect},
     {"every", graph_every},     {"render", graph_render},
+    {"play", graph_play},       {"remove", graph_remove},
+    {"disconnect", graph_disconnect},
     {"latency", graph_latency}, {"nodes", graph_nodes},
     {"close", graph_close},     {NULL, NULL}};
 
@@ -1122,6 +1311,11 @@ static const luaL_Reg lib[] = {{"graph", l_graph},
                                {"suggest", l_suggest},
                                {"same_file", l_same_file},
                                {"writable", l_writable},
+                               {"devices", l_devices},
+                               {"key_mode", l_key_mode},
+                               {"key", l_key},
+                               {"interrupt", l_interrupt},
+                               {"set_live", l_set_live},
                                {NULL, NULL}};
 
 int luaopen_moonbus_core(lua_State *L) {

@@ -152,6 +152,12 @@ static void usage(FILE *f) {
         "  measure FILE... [--json]   loudness, peaks, duration per file\n"
         "  modules [KIND] [--json]    modules and their parameters\n"
         "  demo [OUT.wav]             render the built-in demo mix\n"
+        "  live [--device D] [--block N] [--latency S] SCRIPT.lua [ARGS...]\n"
+        "                             run a script with g:render() playing\n"
+        "                             in real time (live --devices lists them)\n"
+        "  audition IN [--chain CHAIN.lua] [--device D]\n"
+        "                             play IN through a chain, level-matched\n"
+        "                             A/B switch on the keys a, b, space\n"
         "  --help | --version\n"
         "\n"
         "Scripts: require \"moonbus\" (also the global `mb` in `run`).\n"
@@ -191,7 +197,8 @@ int main(int argc, char **argv) {
     }
   } else {
     static const char *const commands[] = {"run", "measure", "modules", "demo",
-                                           "master", "live", "batch", "album"};
+                                           "master", "live", "batch", "album",
+                                           "audition"};
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.lua", script_dir, cmd);
     struct stat sb;
@@ -199,7 +206,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
       known |= !strcmp(cmd, commands[i]);
     if (!known || stat(path, &sb) != 0) {
-      const char *s = mb_suggest(cmd, commands, 8);
+      const char *s = mb_suggest(cmd, commands, 9);
       fprintf(stderr, "moonbus: unknown command '%s'%s%s%s (see moonbus --help)\n",
               cmd, s ? "; did you mean '" : "", s ? s : "", s ? "'?" : "");
       code = 2;

@@ -184,6 +184,7 @@ const mb_module_desc mb_mod_meter = {
     .params = params,
     .n_params = 1,
     .state_size = sizeof(meter_state),
+    .flags = MB_MODULE_ANALYSER,
     .create = create,
     .process = process,
     .reset = reset,

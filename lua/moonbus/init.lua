@@ -17,6 +17,9 @@ local M = {
   version = core.version,
   modules = core.modules,
   measure = core.measure,
+  --- mb.devices(): the audio devices PortAudio sees, each { index, name,
+  -- host, inputs, outputs, default_rate, default_input, default_output }.
+  devices = core.devices,
 }
 
 local Graph = core.Graph
@@ -54,5 +57,6 @@ M.ms = require "moonbus.ms"
 M.parallel = require "moonbus.parallel"
 M.master = require "moonbus.master"
 M.session = require "moonbus.session"
+M.audition = require("moonbus.audition").audition
 
 return M

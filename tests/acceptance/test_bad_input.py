@@ -508,6 +508,35 @@ g:render()
 
 # ---- SIGINT during a long render ----------------------------------------
 
+# ---- live-only pieces offline, and edits of removed nodes ----------------
+
+case("device input in an offline render", HEAD + '''
+local src = g:add("device_in", {})
+g:chain(src, out)
+g:render() --@
+''', ["device_in", "live"])
+
+case("a lua node played live", HEAD + '''
+local src = g:add("input", {path = "in.wav"})
+local l = g:add("lua", {process = function(b) end})
+g:chain(src, l, out)
+g:play{} --@
+''', ["lua", "live"])
+
+case("connecting a removed node", HEAD + '''
+local src = g:add("input", {path = "in.wav"})
+local x = g:add("gain", {name = "trim"})
+g:remove(x)
+g:connect(src, x) --@
+''', ["trim", "removed"])
+
+case("play with an unknown option", HEAD + '''
+local src = g:add("input", {path = "in.wav"})
+g:chain(src, out)
+g:play{ blok = 256 } --@
+''', ["blok"], suggest="block")
+
+
 def sigint_case():
     name = "SIGINT during a long render"
     d = T.tmpdir()
