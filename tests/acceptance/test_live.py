@@ -364,6 +364,20 @@ with jf.Jack(rate=RATE, period=256, name=SERVER) as j:
     bad("wrong number", 48000, '{ device = "7" }', r"no audio device number 7", j.env)
     bad("wrong rate", 44100, "{}", r"44100 Hz", j.env)
     bad("too many channels", 48000, "{ channels = 4 }", r"4 channels.*2 output channels", j.env)
+    # live input: the dummy driver's capture ports (silence) through a
+    # chain to the output for one second, with its duration honoured
+    duplex = script("duplex.lua", r"""
+local g = mb.graph{ rate = 48000 }
+local src = g:add("device_in", {})
+local s = g:chain(src, g:add("gain", { gain = -3 }), g:add("device_out", {}))
+local st = g:play{ duration = 1 }
+emit("seconds", st.seconds)
+emit("channels", src.channels)
+""")
+    rc, so, se = moonbus(["run", duplex], j.env)
+    v = T.parse_emitted(so)
+    T.check(rc == 0 and v.get("seconds") == 1.0,
+            "device_in to device_out for duration 1: exit %d, %s s %s" % (rc, v.get("seconds"), se.strip()[-200:]))
     rc, so, se = moonbus(["live", "--devices"], j.env)
     T.check(rc == 0 and "JACK" in so and "system" in so, "live --devices lists JACK's system: %r" % so)
 
