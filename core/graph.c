@@ -1131,11 +1131,12 @@ static void abort_writers(mb_graph *g) {
   }
 }
 
-static double now(void) {
+double mb__now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+#define now mb__now
 
 /* One stretch of frames [pos, pos+n) through the schedule's entries
  * [o0, o1), in the buffer set `sh` floats from the first. With `cost`,
@@ -1238,7 +1239,7 @@ typedef struct stage_worker {
   int quit;
 } stage_worker;
 
-static void enable_ftz(void) {
+void mb__enable_ftz(void) {
 #ifdef HAVE_MXCSR
   _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ | DAZ */
 #endif
@@ -1259,7 +1260,7 @@ static void wait_sem(sem_t *s) {
 
 static void *stage_main(void *arg) {
   stage_worker *w = arg;
-  enable_ftz();
+  mb__enable_ftz();
   for (;;) {
     wait_sem(&w->go);
     if (w->quit) break;
@@ -1347,7 +1348,7 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
 #ifdef HAVE_MXCSR
   const unsigned csr = _mm_getcsr();
 #endif
-  enable_ftz();
+  mb__enable_ftz();
   mb_status st = MB_OK;
   int64_t next_ctl = opts->next_control ? opts->next_control(opts->ud, 0)
                                         : INT64_MAX;

@@ -101,6 +101,8 @@ struct mb_graph {
 
 /* graph.c, for live.c */
 char *mb__dupstr(const char *s);
+double mb__now(void);       /* monotonic seconds */
+void mb__enable_ftz(void);  /* flush denormals on this thread */
 int64_t mb__sat_add(int64_t a, int64_t b);
 const char *mb__node_path(const node *nd);
 /* A deep copy of the graph's nodes, connections and settings (no readers,

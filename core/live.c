@@ -35,10 +35,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__SSE__) || defined(__x86_64__)
-#include <immintrin.h>
-#define HAVE_MXCSR 1
-#endif
 
 #include "graph_impl.h"
 
@@ -207,11 +203,7 @@ typedef struct mb_player {
   float *tap_out; /* tap scratch output */
 } mb_player;
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#define now mb__now
 
 static void nap(double s) {
   struct timespec ts = {.tv_sec = (time_t)s,
@@ -379,9 +371,7 @@ static int callback(const void *input, void *output, unsigned long frames,
   (void)ti;
   mb_live *lv = ud;
   if (lv->guard) lv->guard(1);
-#ifdef HAVE_MXCSR
-  _mm_setcsr(_mm_getcsr() | 0x8040); /* flush denormals: FTZ | DAZ */
-#endif
+  mb__enable_ftz(); /* PortAudio's thread: flush denormals */
   if (flags & (paInputUnderflow | paInputOverflow | paOutputUnderflow |
                paOutputOverflow))
     atomic_fetch_add_explicit(&lv->xruns, 1, memory_order_relaxed);
@@ -886,6 +876,21 @@ static int pick_device(const char *want, int want_out, char *err,
 
 /* ---- play ------------------------------------------------------------- */
 
+/* Wait (at most `limit` seconds) until every file input has half its ring
+ * decoded ahead, or has ended or failed: the disk thread keeps running
+ * ones there, so in practice this waits for new ones. */
+static void wait_buffered(mb_player *p, double limit) {
+  for (double t0 = now(); now() - t0 < limit; nap(0.002)) {
+    int ready = 1;
+    for (int i = 0; i < p->n_streams && ready; i++) {
+      stream *s = p->streams[i];
+      ready = s->kind != ST_SOURCE || atomic_load(&s->eof) ||
+              atomic_load(&s->failed) || ring_avail(&s->rg) >= s->rg.cap / 2;
+    }
+    if (ready) return;
+  }
+}
+
 typedef struct stopper {
   PaStream *pa;
   _Atomic int done;
@@ -1068,6 +1073,7 @@ mb_status mb_graph_play(mb_graph *g, const mb_play_opts *opts,
   for (int i = 0; i < g->n && p->rate == 0; i++)
     if (g->nodes[i].reader) p->rate = mb_reader_rate(g->nodes[i].reader);
   if (p->rate == 0) p->rate = DEFAULT_RATE;
+  g->run_rate = p->rate; /* what mb_graph_rate tells the control side */
   const char *dev_in = NULL, *dev_out = opts->device;
   int need_in = 0, out_node = -1;
   for (int i = 0; i < g->n; i++) {
@@ -1148,17 +1154,7 @@ mb_status mb_graph_play(mb_graph *g, const mb_play_opts *opts,
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (!p->disk_started)
     st = mb_graph_fail(g, MB_ERR_NOMEM, "cannot start the disk thread");
-  for (double t0 = now(); !st && now() - t0 < 10;) {
-    int ready = 1;
-    for (int i = 0; i < p->n_streams; i++) {
-      stream *s = p->streams[i];
-      if (s->kind == ST_SOURCE && !atomic_load(&s->eof) &&
-          ring_space(&s->rg) >= DISK_CHUNK && !atomic_load(&s->failed))
-        ready = 0;
-    }
-    if (ready) break;
-    nap(0.002);
-  }
+  if (!st) wait_buffered(p, 10);
   const double t_start = now();
   if (!st && (e = Pa_StartStream(p->pa)) != paNoError)
     st = mb_graph_fail(g, MB_ERR_IO, "cannot start device '%s': %s",
@@ -1221,6 +1217,7 @@ mb_status mb_graph_play(mb_graph *g, const mb_play_opts *opts,
           p->lv.fade_len;
       mb_graph *np = NULL;
       if ((st = build_plan(p, start, &np))) break;
+      wait_buffered(p, 0.5); /* a new file input starts with its ring full */
       msg m = {.kind = MSG_PLAN, .plan = np};
       if (!spsc_push(&p->to_audio, &m)) {
         free_plan(np);

@@ -81,7 +81,7 @@ emit("latency", s.latency)
 # A parameter set from a control callback at 5 s.
 PARAM = r"""
 local sink, out, change = arg[1], arg[2], arg[3] == "1"
-local g = mb.graph{ rate = 48000 }
+local g = mb.graph{}   -- the rate comes from the file, live as offline
 local src = g:add("input", { path = %s })
 local gn = g:add("gain", { gain = 0 })
 g:chain(src, gn)
@@ -264,6 +264,15 @@ if os.environ.get("MOONBUS_SANITIZED"):
 elif not os.environ.get("RTGUARD"):
     T.check(False, "RTGUARD (the guard library) is not set")
 else:
+    # the guard itself can fail: an allocation inside it aborts
+    probe = subprocess.run(["/usr/bin/python3", "-c",
+                            "import ctypes; g = ctypes.CDLL(None).moonbus_rt_guard; "
+                            "g(1); x = [0] * 100000"],
+                           env=dict(os.environ, LD_PRELOAD=os.environ["RTGUARD"]),
+                           capture_output=True, text=True)
+    T.check(probe.returncode == -signal.SIGABRT and "rtguard: " in probe.stderr,
+            "the guard aborts an allocation made inside it (exit %d, %r)"
+            % (probe.returncode, probe.stderr.strip()[-120:]))
     report = os.path.join(d, "guard.txt")
     with jf.Jack(rate=RATE, period=64, name=SERVER) as j:
         env = dict(j.env, LD_PRELOAD=os.environ["RTGUARD"], RTGUARD_REPORT=report)
@@ -378,6 +387,20 @@ emit("channels", src.channels)
     v = T.parse_emitted(so)
     T.check(rc == 0 and v.get("seconds") == 1.0,
             "device_in to device_out for duration 1: exit %d, %s s %s" % (rc, v.get("seconds"), se.strip()[-200:]))
+    # a control callback failing while playing: one line, nothing written
+    failing = script("failing.lua", r"""
+local g = mb.graph{}
+local s = g:add("input", { path = %s })
+g:connect(s, g:add("output", { path = "failed.wav" }))
+g:every(1, function(t) if t == 1 then error("boom") end end)
+g:play{}
+""" % T.lua_str(SINE))
+    rc, so, se = moonbus(["run", failing], j.env, timeout=30)
+    lines = [l for l in se.strip().splitlines() if l]
+    T.check(rc == 1 and len(lines) == 1 and "boom" in lines[0],
+            "callback error while playing: exit %d, %r" % (rc, se.strip()[-200:]))
+    T.check(not any("failed.wav" in f for f in os.listdir(d)),
+            "callback error while playing: no output or temporary file left")
     rc, so, se = moonbus(["live", "--devices"], j.env)
     T.check(rc == 0 and "JACK" in so and "system" in so, "live --devices lists JACK's system: %r" % so)
 
