@@ -1316,6 +1316,7 @@ static const luaL_Reg lib[] = {{"graph", l_graph},
                                {"key", l_key},
                                {"interrupt", l_interrupt},
                                {"set_live", l_set_live},
+                               {"analyse", mb_lua_analyse},
                                {NULL, NULL}};
 
 int luaopen_moonbus_core(lua_State *L) {
@@ -1344,6 +1345,7 @@ int luaopen_moonbus_core(lua_State *L) {
   }
   lua_pop(L, 1);
   luaL_newlib(L, lib);
+  luaL_setfuncs(L, mb_lua_sys, 0);
   /* method tables, so the Lua half can add methods (g:chain) */
   luaL_getmetatable(L, GRAPH_MT);
   lua_getfield(L, -1, "methods");

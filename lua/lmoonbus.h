@@ -32,4 +32,12 @@ char *mb_lua_call(lua_State *L, int nargs, const char *what);
 const char *mb_suggest(const char *word, const char *const *candidates,
                        int n);
 
+/* [control] core.analyse(path [, opts]): the QC analysis of a file
+ * (lua/lanalyse.c). */
+int mb_lua_analyse(lua_State *L);
+
+/* [control] Operating-system helpers for the batch runner (lua/lsys.c):
+ * fork, wait, stat, listdir, hashes, atomic writes. NULL-terminated. */
+extern const luaL_Reg mb_lua_sys[];
+
 #endif
