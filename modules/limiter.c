@@ -544,12 +544,14 @@ static int latency(const void *st) {
 static int results(const void *st, const char **names, double *values,
                    int max) {
   const lim_state *s = st;
-  const char *nm[] = {"max_gain_reduction", "gain_reduction_mean"};
-  const double val[] = {
-      s->gmin < 1 ? -20 * log10(s->gmin) : 0,
-      s->counted ? -20 * log10(2.0) * s->logsum / (double)s->counted : 0};
+  const char *nm[] = {"max_gain_reduction", "gain_reduction_mean",
+                      "gain_reduction_area"};
+  const double area = -20 * log10(2.0) * s->logsum; /* dB x frames */
+  const double val[] = {s->gmin < 1 ? -20 * log10(s->gmin) : 0,
+                        s->counted ? area / (double)s->counted : 0,
+                        area / s->rate};
   int k = 0;
-  for (; k < 2 && k < max; k++) names[k] = nm[k], values[k] = val[k];
+  for (; k < 3 && k < max; k++) names[k] = nm[k], values[k] = val[k];
   return k;
 }
 
@@ -612,7 +614,10 @@ const mb_module_desc mb_mod_limiter = {
         "kHz); the graph removes it, so outputs stay aligned with inputs. "
         "Below the ceiling the signal passes bit-exact. Results: "
         "`max_gain_reduction` (dB, the deepest reduction) and "
-        "`gain_reduction_mean` (dB, averaged over the signal's frames). "
+        "`gain_reduction_mean` (dB, averaged over the signal's frames) and "
+        "`gain_reduction_area` (dB x s, the reduction summed over time so "
+        "far: its growth over an interval divided by the interval is the "
+        "mean reduction in it, for plots over time). "
         "`lookahead`, `true_peak`, `hold` and `link` are fixed for a render; "
         "`ceiling`, `gain` and `release` can change and be automated.",
     .inputs = inputs,

@@ -57,7 +57,7 @@ M.codecs = { mp3 = "mp3", opus = "opus", vorbis = "ogg" }
 local deliver_keys = {
   input = true, output = true, target = true, lufs = true, ceiling = true,
   bits = true, rate = true, codec = true, chain = true, max_limiting = true,
-  progress = true, log = true,
+  progress = true, log = true, trace = true, params = true,
 }
 
 local function fail(fmt, ...)
@@ -136,7 +136,7 @@ local function render_pass(o, s, gain, ceiling, path)
   local g = core.graph(s.rate, nil)
   local src = g:add("input", { path = o.input })
   local settings = { gain = gain, lufs = s.lufs, ceiling = ceiling,
-    bits = s.bits, rate = s.rate, target = s.name }
+    bits = s.bits, rate = s.rate, target = s.name, params = o.params or {} }
   local last, nodes = o.chain(g, src, settings)
   if type(nodes) ~= "table" or not nodes.limiter then
     fail("the chain function must return its last node and a table with its limiter ({ limiter = node })")
@@ -144,12 +144,32 @@ local function render_pass(o, s, gain, ceiling, path)
   local outm = g:add("meter", { name = "after" })
   g:connect(last, outm)
   g:connect(last, g:add("output", { path = path, bits = s.bits }))
+  -- The limiter's reduction over time: its running area (dB x s) read
+  -- every `trace` seconds; each step's growth over the step is the mean
+  -- reduction in it.
+  local areas
+  if o.trace then
+    areas = {}
+    g:every(o.trace, function()
+      areas[#areas + 1] = results(nodes.limiter).gain_reduction_area or 0
+    end)
+  end
   local stats = g:render { progress = o.progress }
   local r = {
     after = outm:results(),
     stats = stats,
     gr = {},
   }
+  if areas then
+    local duration = (stats.outputs[1] and stats.outputs[1].frames or 0) / s.rate
+    areas[#areas + 1] = results(nodes.limiter).gain_reduction_area or 0
+    local values = {}
+    for i = 2, #areas do
+      local span = math.min(o.trace, duration - (i - 2) * o.trace)
+      values[i - 1] = span > 0 and math.max(0, (areas[i] - areas[i - 1]) / span) or 0
+    end
+    r.gr_trace = { interval = o.trace, values = values }
+  end
   for k, node in pairs(nodes) do
     r.gr[k] = results(node).max_gain_reduction or 0
   end
@@ -185,7 +205,10 @@ end
 --- Master `input` into `output` on a target. Options: input, output,
 -- target (name or LUFS), lufs, ceiling, bits, rate, codec (list of "mp3",
 -- "opus", "vorbis"), chain (function, required), max_limiting (dB),
--- progress (bool), log (function(line)). Returns the report table.
+-- progress (bool), log (function(line)), params (a table handed to the
+-- chain as s.params: a batch manifest's extra columns), trace (seconds: also report the
+-- limiter's mean gain reduction over each such step of the master, as
+-- report.gr_trace = { interval, values }). Returns the report table.
 function M.deliver(opts)
   local o = util.check_options("master", opts, deliver_keys)
   if type(o.input) ~= "string" then fail("give an input file") end
@@ -326,6 +349,7 @@ function M.deliver(opts)
       compressor_gain_reduction = final.gr.compressor,
       gain_reduction = final.gr,
       codecs = codec_figures,
+      gr_trace = final.gr_trace,
       passes = passes,
       max_limiting = max_lim,
     }
