@@ -230,3 +230,27 @@ def finish():
     print("\nall %d checks passed" % _checks)
     sys.stdout.flush()
     sys.exit(0)
+
+
+def music(path, seconds, level_db=-18.0, fs=48000, seed=0, subtype="PCM_24",
+          head=0.0, tail=0.0):
+    """Write a music-like stereo test track: band-limited noise with a slow
+    swell and a decaying note every half second (real dynamics for the
+    compressor and limiter), partly correlated channels, its RMS at about
+    `level_db` dBFS, with `head`/`tail` seconds of digital silence."""
+    from scipy.signal import butter, lfilter
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    t = np.arange(n) / fs
+    x = rng.standard_normal((n, 2))
+    b, a = butter(2, [60 / (fs / 2), 8000 / (fs / 2)], "band")
+    x = lfilter(b, a, x, axis=0)
+    x[:, 1] = 0.6 * x[:, 1] + 0.4 * x[:, 0]
+    swell = 0.55 + 0.45 * np.sin(2 * np.pi * 0.23 * t + seed)
+    hits = np.exp(-((t % 0.5) / 0.06)) * np.sin(2 * np.pi * (110 + 20 * seed) * t)
+    x = x * swell[:, None] + 1.5 * hits[:, None]
+    x *= 10 ** (level_db / 20) / np.sqrt(np.mean(x ** 2))
+    pad = lambda s: np.zeros((int(s * fs), 2))
+    x = np.concatenate([pad(head), x, pad(tail)])
+    sf.write(path, x, fs, subtype=subtype)
+    return path
