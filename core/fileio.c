@@ -493,6 +493,7 @@ int mb_reader_channels(const mb_reader *r) { return r->info.channels; }
 double mb_reader_rate(const mb_reader *r) { return r->info.samplerate; }
 int64_t mb_reader_frames(const mb_reader *r) { return r->info.frames; }
 const char *mb_reader_path(const mb_reader *r) { return r->path; }
+int mb_reader_format(const mb_reader *r) { return r->info.format; }
 
 int64_t mb_reader_length(const mb_reader *r) {
   return r->started ? r->length : r->info.frames;

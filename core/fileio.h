@@ -21,6 +21,8 @@ int mb_reader_channels(const mb_reader *r);
 double mb_reader_rate(const mb_reader *r);   /* the file's own rate */
 int64_t mb_reader_frames(const mb_reader *r); /* at the file's own rate */
 const char *mb_reader_path(const mb_reader *r);
+/* The file's libsndfile format code (SF_FORMAT_* major | subtype). */
+int mb_reader_format(const mb_reader *r);
 /* Rewind and prepare to deliver audio at `rate` (very-high-quality soxr
  * when it differs from the file's), in calls of at most max_frames. */
 mb_status mb_reader_start(mb_reader *r, double rate, int max_frames,

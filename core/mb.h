@@ -197,4 +197,57 @@ typedef struct mb_measurement {
 mb_status mb_measure_file(const char *path, mb_measurement *m, char *err,
                           size_t errlen);
 
+/* QC analysis of a file (core/analyse.c): one streaming pass with bounded
+ * memory (the loudness kernel's gating lists grow with the length; the
+ * rest is fixed by the options). Levels in dB; -inf (-HUGE_VAL) for the
+ * level of silence; NaN where a figure does not apply. The arrays belong
+ * to the result: free them with mb_analysis_free(). */
+typedef struct mb_analyse_opts {
+  int columns; /* waveform columns, 16 .. 4000 (0: 400) */
+  int points;  /* most short-term values, 1 .. 1000000 (0: 600) */
+  int bands;   /* spectrum points, 2 .. 4000 (0: 120) */
+} mb_analyse_opts;
+
+typedef struct mb_analysis {
+  int rate, channels;
+  int64_t frames;
+  double duration;            /* s */
+  int bits;                   /* 8/16/24/32 PCM, 32 float, 64 double; 0 other */
+  int is_float;               /* float or double samples */
+  char format[48];            /* "WAV PCM_24", "FLAC PCM_16", "WAV FLOAT" */
+  double integrated, lra;     /* LUFS, LU */
+  double true_peak;           /* dBTP */
+  double sample_peak;         /* dBFS */
+  double plr;                 /* true_peak - integrated, dB; NaN when the
+                                 integrated loudness is -inf */
+  double short_term_max;      /* LUFS */
+  double rms;                 /* dBFS over all samples of all channels */
+  double rms_channels[MB_MAX_CHANNELS]; /* dBFS */
+  int64_t clipped;            /* samples with |x| >= 32767/32768 */
+  int64_t clip_runs;          /* runs of >= 2 such samples in a channel */
+  double dc;                  /* largest |mean| over channels, linear */
+  double dc_db;               /* 20 log10(dc) */
+  double dc_channels[MB_MAX_CHANNELS]; /* signed means, linear */
+  double correlation;         /* channels 1 and 2; NaN mono or silent */
+  double mono_drop;           /* dB, stereo only (else NaN) */
+  double head_silence, tail_silence; /* s */
+  double silence_threshold;   /* dBFS (-60) */
+  int columns;                /* waveform: columns min/max pairs */
+  float *wave_min, *wave_max;
+  int n_short;                /* short-term loudness values (LUFS) */
+  double short_interval;      /* s between them */
+  double *short_term;
+  int bands;                  /* spectrum: band centres (Hz), dB */
+  double *freq, *spectrum;
+  int fft_size;               /* the Welch segment length used */
+} mb_analysis;
+
+/* [control] Analyse `path` (plans FFTs: FFTW's planner is not
+ * thread-safe). `o` may be NULL (defaults). On failure the result holds
+ * no arrays and err names the file. */
+mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
+                          mb_analysis *a, char *err, size_t errlen);
+/* [control] Free the arrays of a result (and zero it); NULL is fine. */
+void mb_analysis_free(mb_analysis *a);
+
 #endif
