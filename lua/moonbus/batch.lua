@@ -250,7 +250,8 @@ local function csv_rows(path, text, problems)
   end
   local header, seen = {}, {}
   for i, name in ipairs(records[1].fields) do
-    name = trim(name):lower()
+    -- shown in messages: keep it printable and short
+    name = trim(name):lower():gsub("[%c\128-\255]", "?"):sub(1, 40)
     if name == "" then
       problems[#problems + 1] = ("%s:%d: column %d has no name"):format(path, records[1].line, i)
     elseif seen[name] then
@@ -259,11 +260,17 @@ local function csv_rows(path, text, problems)
     seen[name] = true
     header[i] = name
   end
+  local complete = true
   for _, need in ipairs { "input", "output" } do
     if not seen[need] then
       problems[#problems + 1] = ("%s:%d: the header has no '%s' column (found: %s)"):format(
-        path, records[1].line, need, table.concat(header, ", "))
+        path, records[1].line, need, table.concat(header, ", "):sub(1, 120))
+      complete = false
     end
+  end
+  if not complete then return {} end
+  if #records == 1 and not err then
+    problems[#problems + 1] = ("%s: the manifest lists no jobs (only a header row)"):format(path)
   end
   local rows = {}
   for r = 2, #records do
@@ -463,7 +470,9 @@ function M.plan(o)
   for out, job in pairs(by_output) do
     local src = by_input[out]
     if src then
-      problems[#problems + 1] = ("%s: output '%s' is the input of %s"):format(job.where, job.output_rel, src.where)
+      problems[#problems + 1] = src == job
+        and ("%s: output '%s' is the job's own input"):format(job.where, job.output_rel)
+        or ("%s: output '%s' is the input of %s"):format(job.where, job.output_rel, src.where)
     end
   end
   if #problems > 0 then
@@ -473,6 +482,7 @@ function M.plan(o)
       if fa and fb and fa == fb then return tonumber(la) < tonumber(lb) end
       return a < b
     end)
+    if #problems == 1 and not o.problem then fail("%s; nothing was run", problems[1]) end
     local say = o.problem or function(line) io.stderr:write("moonbus: batch: ", line, "\n") end
     for i = 1, math.min(#problems, 100) do say(problems[i]) end
     if #problems > 100 then say(("... and %d more"):format(#problems - 100)) end

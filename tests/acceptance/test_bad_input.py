@@ -578,4 +578,37 @@ print("finished")
 
 
 sigint_case()
+
+
+def batch_case(name, manifest, args, expect, code=1):
+    """`moonbus batch` refusing a manifest or its options: one line, the
+    exit status, and nothing written in the manifest's folder."""
+    d = T.tmpdir()
+    make_inputs(d)
+    if manifest is not None:
+        with open(os.path.join(d, "m.csv"), "w") as f:
+            f.write(manifest)
+    before = snapshot(d)
+    rc, out, err = T.run(["batch"] + args, cwd=d)
+    lines = err.split("\n")
+    T.check(rc == code, "%s: exit %d (got %d)" % (name, code, rc))
+    T.check(err.endswith("\n") and len(lines) == 2 and lines[0].startswith("moonbus: ")
+            and expect in lines[0], "%s: one 'moonbus: ' line naming %r: %r" % (name, expect, err[:300]))
+    T.check(snapshot(d) == before, "%s: nothing written, inputs untouched" % name)
+
+
+batch_case("batch: missing manifest", None, ["none.csv"], "none.csv")
+batch_case("batch: header only", "input,output,target\n", ["m.csv"], "no jobs")
+batch_case("batch: misspelt target", "input,output,target\nin.wav,o.wav,spotfy\n", ["m.csv"],
+           "m.csv:2: unknown target 'spotfy'")
+batch_case("batch: output escaping its folder", "input,output,target\nin.wav,../o.wav,apple\n",
+           ["m.csv"], "m.csv:2: output '../o.wav' is outside the output folder")
+batch_case("batch: output over its input", "input,output,target\nin.wav,in.wav,apple\n",
+           ["m.csv"], "m.csv:2:")
+batch_case("batch: row of the wrong width", "input,output,target\nin.wav,o.wav\n",
+           ["m.csv"], "m.csv:2: 2 fields, the header has 3")
+batch_case("batch: unclosed quote", 'input,output,target\n"in.wav,o.wav,apple\n',
+           ["m.csv"], "m.csv:2: a quoted field is never closed")
+batch_case("batch: shard out of range", "input,output,target\nin.wav,o.wav,apple\n",
+           ["m.csv", "--shard", "4/3"], "--shard '4/3'", code=2)
 T.finish()
