@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -341,6 +342,35 @@ for i in range(8):
         break
 else:
     T.check(True, "all 8 outputs of the killed batch measure -14 LUFS within 0.2 LU, true peak <= -0.9")
+
+# --- memory per job stays bounded whatever the length (streaming): the
+# largest process of a one-job batch over 20 s and over 6 minutes
+def peak_rss_kb(args, cwd):
+    probe = ("import resource, subprocess, sys; "
+             "r = subprocess.run(sys.argv[1:], capture_output=True); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    p = subprocess.run([sys.executable, "-c", probe, T.MOONBUS] + args, cwd=cwd,
+                       capture_output=True, text=True)
+    rc, kb = p.stdout.split()
+    return int(rc), int(kb)
+
+
+if os.environ.get("MOONBUS_SANITIZED"):
+    T.note("memory bound: skipped under the sanitizers (their allocator keeps freed memory)")
+else:
+    mm = os.path.join(d, "mem")
+    os.makedirs(mm)
+    rss = {}
+    for name, secs in (("short", 20), ("long", 360)):
+        T.music(os.path.join(mm, name + ".wav"), secs, -20, 48000, seed=5)
+        with open(os.path.join(mm, name + ".csv"), "w") as f:
+            f.write("input,output,target\n%s.wav,out/%s.wav,spotify\n" % (name, name))
+        rc, rss[name] = peak_rss_kb(["batch", name + ".csv", "--jobs", "1"], mm)
+        T.check(rc == 0, "%d s job ran (rc %d)" % (secs, rc))
+    T.check(rss["long"] <= rss["short"] + 8192,
+            "memory per job bounded: largest process %.1f MB for 20 s, %.1f MB for 360 s "
+            "(the 360 s file is %.0f MB)" % (rss["short"] / 1024, rss["long"] / 1024,
+                                              os.path.getsize(os.path.join(mm, "long.wav")) / 1e6))
 
 # --- a 1,000-row manifest plans its dry run quickly (a figure, not a test)
 md = os.path.join(d, "big")
