@@ -55,14 +55,14 @@ static double lin_db(double x) { return x > 0 ? 20 * log10(x) : -HUGE_VAL; }
  * of their mean, so antiphase content still shows). */
 typedef struct welch {
   int n, hop, nch;
-  int fill;          /* frames buffered in seg */
-  int64_t segments;  /* transforms summed into power (per channel) */
-  double wsum2;      /* sum of the window's squares */
-  float *seg;        /* nch x n planar: the segment being gathered */
-  float *win;        /* n */
-  float *x;          /* n: the windowed segment of one channel */
-  fftwf_complex *X;  /* n/2 + 1 */
-  double *power;     /* n/2 + 1: sum of |X|^2 over segments and channels */
+  int fill;         /* frames buffered in seg */
+  int64_t segments; /* transforms summed into power (per channel) */
+  double wsum2;     /* sum of the window's squares */
+  float *seg;       /* nch x n planar: the segment being gathered */
+  float *win;       /* n */
+  float *x;         /* n: the windowed segment of one channel */
+  fftwf_complex *X; /* n/2 + 1 */
+  double *power;    /* n/2 + 1: sum of |X|^2 over segments and channels */
   fftwf_plan plan;
 } welch;
 
@@ -82,13 +82,16 @@ static double hann(float *w, int len) {
 
 static int fft_size(int rate) {
   int e = (int)lrint(log2(rate * 0.17));
-  if (e < 4) e = 4;   /* 16 frames: rates below about 140 Hz */
-  if (e > 20) e = 20; /* unreachable below 768 kHz; keeps int sizes sane */
+  if (e < 4)
+    e = 4; /* 16 frames: rates below about 140 Hz */
+  if (e > 20)
+    e = 20; /* unreachable below 768 kHz; keeps int sizes sane */
   return 1 << e;
 }
 
 static void welch_free(welch *w) {
-  if (w->plan) fftwf_destroy_plan(w->plan);
+  if (w->plan)
+    fftwf_destroy_plan(w->plan);
   fftwf_free(w->seg);
   fftwf_free(w->win);
   fftwf_free(w->x);
@@ -150,7 +153,8 @@ static void welch_push(welch *w, float *const *in, int frames) {
   const int n = w->n;
   for (int off = 0; off < frames;) {
     int take = frames - off;
-    if (take > n - w->fill) take = n - w->fill;
+    if (take > n - w->fill)
+      take = n - w->fill;
     for (int c = 0; c < w->nch; c++)
       memcpy(w->seg + (size_t)c * n + w->fill, in[c] + off,
              sizeof(float) * (size_t)take);
@@ -185,23 +189,28 @@ static void welch_push(welch *w, float *const *in, int frames) {
  * band of silence. */
 static void welch_bands(welch *w, int rate, int bands, double *freq,
                         double *db) {
-  if (w->segments == 0 && w->fill > 0) welch_segment(w, w->fill);
+  if (w->segments == 0 && w->fill > 0)
+    welch_segment(w, w->fill);
   const int n = w->n, nb = n / 2 + 1;
   const double df = (double)rate / n;
   const double norm =
       w->segments ? 1.0 / ((double)w->segments * w->nch * n * w->wsum2) : 0;
   double hi = fmin(20000.0, 0.45 * rate), lo = 20.0;
-  if (hi < 2 * lo) lo = hi / 2; /* rates below about 90 Hz */
+  if (hi < 2 * lo)
+    lo = hi / 2; /* rates below about 90 Hz */
   const double r = pow(hi / lo, 1.0 / (bands - 1)), half = sqrt(r);
   for (int i = 0; i < bands; i++) {
     double f = lo * pow(hi / lo, (double)i / (bands - 1));
     freq[i] = f;
     int k0 = (int)ceil(f / half / df), k1 = (int)ceil(f * half / df) - 1;
-    if (k0 < 0) k0 = 0;
-    if (k1 > nb - 1) k1 = nb - 1;
+    if (k0 < 0)
+      k0 = 0;
+    if (k1 > nb - 1)
+      k1 = nb - 1;
     if (k1 < k0) { /* no bin inside: the nearest one */
       k0 = (int)lrint(f / df);
-      if (k0 > nb - 1) k0 = nb - 1;
+      if (k0 > nb - 1)
+        k0 = nb - 1;
       k1 = k0;
     }
     double sum = 0;
@@ -225,7 +234,7 @@ static void describe_format(int format, mb_analysis *a) {
                 {SF_FORMAT_AIFF, "AIFF"}, {SF_FORMAT_CAF, "CAF"},
                 {SF_FORMAT_FLAC, "FLAC"}, {SF_FORMAT_OGG, "OGG"},
                 {SF_FORMAT_MPEG, "MP3"},  {SF_FORMAT_AU, "AU"},
-                {SF_FORMAT_W64, "W64"},   {SF_FORMAT_RAW, "RAW"}};
+                {SF_FORMAT_RAW, "RAW"}};
   /* bits: the PCM word length; 32 for float, 64 for double; 0 for
    * companded and lossy encodings, which have none. */
   static const struct {
@@ -254,7 +263,8 @@ static void describe_format(int format, mb_analysis *a) {
   snprintf(mj, sizeof mj, "0x%04x", (unsigned)major >> 16);
   snprintf(sb, sizeof sb, "0x%04x", (unsigned)sub);
   for (size_t i = 0; i < sizeof majors / sizeof *majors; i++)
-    if (majors[i].code == major) snprintf(mj, sizeof mj, "%s", majors[i].name);
+    if (majors[i].code == major)
+      snprintf(mj, sizeof mj, "%s", majors[i].name);
   for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
     if (subs[i].code == sub) {
       snprintf(sb, sizeof sb, "%s", subs[i].name);
@@ -267,7 +277,8 @@ static void describe_format(int format, mb_analysis *a) {
 /* ---- the pass ----------------------------------------------------------- */
 
 void mb_analysis_free(mb_analysis *a) {
-  if (!a) return;
+  if (!a)
+    return;
   free(a->wave_min);
   free(a->wave_max);
   free(a->short_term);
@@ -277,16 +288,20 @@ void mb_analysis_free(mb_analysis *a) {
 }
 
 static void say(char *err, size_t errlen, const char *path, const char *what) {
-  if (err && errlen) snprintf(err, errlen, "cannot analyse '%s': %s", path, what);
+  if (err && errlen)
+    snprintf(err, errlen, "cannot analyse '%s': %s", path, what);
 }
 
 static int check_range(int *v, int dflt, int lo, int hi, const char *name,
                        const char *path, char *err, size_t errlen) {
-  if (*v == 0) *v = dflt;
-  if (*v >= lo && *v <= hi) return 1;
+  if (*v == 0)
+    *v = dflt;
+  if (*v >= lo && *v <= hi)
+    return 1;
   if (err && errlen)
-    snprintf(err, errlen, "cannot analyse '%s': %s = %d is out of range (%d .. %d)",
-             path, name, *v, lo, hi);
+    snprintf(err, errlen,
+             "cannot analyse '%s': %s = %d is out of range (%d .. %d)", path,
+             name, *v, lo, hi);
   return 0;
 }
 
@@ -294,7 +309,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
                           mb_analysis *a, char *err, size_t errlen) {
   memset(a, 0, sizeof *a);
   mb_analyse_opts opt = o ? *o : (mb_analyse_opts){0, 0, 0};
-  if (!path) path = "";
+  if (!path)
+    path = "";
   if (!check_range(&opt.columns, 400, 16, 4000, "columns", path, err, errlen) ||
       !check_range(&opt.points, 600, 1, 1000000, "points", path, err, errlen) ||
       !check_range(&opt.bands, 120, 2, 4000, "bands", path, err, errlen))
@@ -304,8 +320,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
   if (!r) {
     /* The reader's message says which; the status follows it. */
     struct stat st;
-    int readable = stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-                   access(path, R_OK) == 0;
+    int readable =
+        stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
     return readable ? MB_ERR_FORMAT : MB_ERR_IO;
   }
   const int ch = mb_reader_channels(r);
@@ -321,7 +337,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
    * (the loudness kernel's grid); the short-term loudness at each end is
    * kept as the maximum over groups of `group` consecutive sub-blocks. */
   const int64_t nsub = (10 * frames + 9) / rate;
-  const int64_t group = nsub > opt.points ? (nsub + opt.points - 1) / opt.points : 1;
+  const int64_t group =
+      nsub > opt.points ? (nsub + opt.points - 1) / opt.points : 1;
   a->n_short = (int)((nsub + group - 1) / group);
   a->short_interval = 0.1 * (double)group;
   a->columns = opt.columns;
@@ -336,7 +353,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
   mb_status status = MB_OK;
   a->wave_min = malloc(sizeof(float) * (size_t)opt.columns);
   a->wave_max = malloc(sizeof(float) * (size_t)opt.columns);
-  a->short_term = malloc(sizeof(double) * (size_t)(a->n_short ? a->n_short : 1));
+  a->short_term =
+      malloc(sizeof(double) * (size_t)(a->n_short ? a->n_short : 1));
   a->freq = malloc(sizeof(double) * (size_t)opt.bands);
   a->spectrum = malloc(sizeof(double) * (size_t)opt.bands);
   if (!buf || !a->wave_min || !a->wave_max || !a->short_term || !a->freq ||
@@ -367,33 +385,39 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
   double sum[MB_MAX_CHANNELS] = {0}, sum2[MB_MAX_CHANNELS] = {0}, sum_lr = 0;
   int64_t run[MB_MAX_CHANNELS] = {0}, clipped = 0, clip_runs = 0;
   int64_t first_loud = -1, last_loud = -1;
-  int64_t kidx = 0;                       /* next sub-block, 0-based */
-  int64_t next_b = (int64_t)rate / 10;    /* its end: floor((kidx+1) rate/10) */
+  int64_t kidx = 0;                    /* next sub-block, 0-based */
+  int64_t next_b = (int64_t)rate / 10; /* its end: floor((kidx+1) rate/10) */
   int col = 0;
   int64_t col_end = frames / opt.columns; /* end of column `col` */
 
   /* decoding on the reader's worker overlaps the measuring here */
   status = mb_reader_start(r, rate, CHUNK, err, errlen);
-  if (!status) status = mb_reader_prefetch(r, err, errlen);
-  if (status) goto done;
+  if (!status)
+    status = mb_reader_prefetch(r, err, errlen);
+  if (status)
+    goto done;
   for (int64_t pos = 0; pos < frames;) {
     const int n = (int)(frames - pos < CHUNK ? frames - pos : CHUNK);
     status = mb_reader_read(r, chans, n, err, errlen);
-    if (status) goto done;
+    if (status)
+      goto done;
 
     /* loudness, stopping at each sub-block end for the short-term value */
     int i = 0;
     while (kidx < nsub && next_b <= pos + n) {
       int upto = (int)(next_b - pos);
-      if (upto > i) mb_loudness_feed(loud, (const float *const *)chans, i, upto - i);
+      if (upto > i)
+        mb_loudness_feed(loud, (const float *const *)chans, i, upto - i);
       i = upto;
       double st = mb_loudness_short_term(loud);
       double *v = &a->short_term[kidx / group];
-      if (st > *v) *v = st;
+      if (st > *v)
+        *v = st;
       kidx++;
       next_b = (kidx + 1) * (int64_t)rate / 10;
     }
-    if (i < n) mb_loudness_feed(loud, (const float *const *)chans, i, n - i);
+    if (i < n)
+      mb_loudness_feed(loud, (const float *const *)chans, i, n - i);
     if (mloud) {
       const float *L = chans[0], *R = chans[1];
       for (int j = 0; j < n; j++)
@@ -413,7 +437,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
         s2 += (double)v * v;
         if (fabsf(v) >= CLIP_LEVEL) {
           clipped++;
-          if (++rn == 2) clip_runs++; /* a run counts once, at its 2nd sample */
+          if (++rn == 2)
+            clip_runs++; /* a run counts once, at its 2nd sample */
         } else {
           rn = 0;
         }
@@ -421,12 +446,14 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
       run[c] = rn;
       sum[c] += s;
       sum2[c] += s2;
-      if (first_loud < 0 || first_loud >= pos) /* not found before this chunk */
-        for (int j = 0; j < n; j++)
-          if (fabs((double)x[j]) > SILENCE_LIN) {
-            if (first_loud < 0 || pos + j < first_loud) first_loud = pos + j;
-            break;
-          }
+      /* the first loud frame: searched until one is known (another
+       * channel may still have an earlier one in this chunk) */
+      for (int j = 0; j < n && (first_loud < 0 || pos + j < first_loud); j++)
+        if (fabs((double)x[j]) > SILENCE_LIN) {
+          first_loud = pos + j;
+          break;
+        }
+      /* the last one: from the chunk's end back to the one known */
       for (int j = n - 1; j >= 0 && pos + j > last_loud; j--)
         if (fabs((double)x[j]) > SILENCE_LIN) {
           last_loud = pos + j;
@@ -448,7 +475,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
         col_end = (int64_t)(col + 1) * frames / opt.columns;
       }
       int end = col_end - pos < n ? (int)(col_end - pos) : n;
-      if (end <= j) end = n; /* the last column takes the rest */
+      if (end <= j)
+        end = n; /* the last column takes the rest */
       float mn = a->wave_min[col], mx = a->wave_max[col];
       for (int c = 0; c < ch; c++) {
         const float *x = chans[c];
@@ -481,7 +509,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
     all2 += sum2[c];
     a->rms_channels[c] = frames ? 10 * log10(sum2[c] / frames) : -HUGE_VAL;
     a->dc_channels[c] = frames ? sum[c] / frames : 0;
-    if (fabs(a->dc_channels[c]) > a->dc) a->dc = fabs(a->dc_channels[c]);
+    if (fabs(a->dc_channels[c]) > a->dc)
+      a->dc = fabs(a->dc_channels[c]);
   }
   a->rms = frames ? 10 * log10(all2 / ((double)frames * ch)) : -HUGE_VAL;
   a->dc_db = lin_db(a->dc);
@@ -510,7 +539,8 @@ mb_status mb_analyse_file(const char *path, const mb_analyse_opts *o,
   a->fft_size = w.n;
 
 done:
-  if (status) mb_analysis_free(a);
+  if (status)
+    mb_analysis_free(a);
   welch_free(&w);
   mb_loudness_destroy(&loud);
   mb_loudness_destroy(&mloud);

@@ -229,7 +229,10 @@ typedef struct mb_analysis {
   double dc_db;               /* 20 log10(dc) */
   double dc_channels[MB_MAX_CHANNELS]; /* signed means, linear */
   double correlation;         /* channels 1 and 2; NaN mono or silent */
-  double mono_drop;           /* dB, stereo only (else NaN) */
+  double mono_drop;           /* dB: integrated of (M, M), M = (L+R)/2,
+                                 minus the stereo one; -inf when M is
+                                 gated out; NaN unless stereo with a
+                                 finite integrated loudness */
   double head_silence, tail_silence; /* s */
   double silence_threshold;   /* dBFS (-60) */
   int columns;                /* waveform: columns min/max pairs */

@@ -28,7 +28,8 @@ static void get_opts(lua_State *L, int idx, mb_analyse_opts *o) {
   static const int lo[] = {16, 1, 2}, hi[] = {4000, 1000000, 4000};
   int *dst[] = {&o->columns, &o->points, &o->bands};
   memset(o, 0, sizeof *o);
-  if (lua_isnoneornil(L, idx)) return;
+  if (lua_isnoneornil(L, idx))
+    return;
   if (!lua_istable(L, idx)) {
     lua_pushfstring(L, "analyse: options must be a table, got %s",
                     luaL_typename(L, idx));
@@ -36,28 +37,28 @@ static void get_opts(lua_State *L, int idx, mb_analyse_opts *o) {
   }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    const char *k =
-        lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
     int ki = -1;
     for (int i = 0; i < 3; i++)
-      if (strcmp(k, keys[i]) == 0) ki = i;
+      if (strcmp(k, keys[i]) == 0)
+        ki = i;
     if (ki < 0) {
       const char *s = mb_suggest(k, keys, 3);
       if (s)
         lua_pushfstring(L, "analyse: unknown option '%s'; did you mean '%s'?",
                         k, s);
       else
-        lua_pushfstring(L, "analyse: unknown option '%s' (known: columns, "
-                           "points, bands)", k);
+        lua_pushfstring(L,
+                        "analyse: unknown option '%s' (known: columns, "
+                        "points, bands)",
+                        k);
       lua_error(L);
     }
-    lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
-                    : lua_type(L, -1) == LUA_TNUMBER &&
-                            lua_tonumber(L, -1) == floor(lua_tonumber(L, -1)) &&
-                            fabs(lua_tonumber(L, -1)) < 1e9
-                        ? (lua_Integer)lua_tonumber(L, -1)
-                        : -1;
-    if (v < lo[ki] || v > hi[ki]) {
+    /* a number with an integral value (400 or 400.0; not "400") */
+    int isint = 0;
+    lua_Integer v =
+        lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+    if (!isint || v < lo[ki] || v > hi[ki]) {
       lua_pushfstring(L,
                       "analyse: %s must be a whole number from %d to %d, "
                       "got %s",
@@ -78,7 +79,8 @@ static int analysis_gc(lua_State *L) {
 
 /* A figure: NaN (does not apply) leaves the field nil. */
 static void set_num(lua_State *L, const char *k, double v) {
-  if (isnan(v)) return;
+  if (isnan(v))
+    return;
   lua_pushnumber(L, v);
   lua_setfield(L, -2, k);
 }
@@ -133,7 +135,8 @@ int mb_lua_analyse(lua_State *L) {
   set_int(L, "channels", a->channels);
   set_int(L, "frames", a->frames);
   set_num(L, "duration", a->duration);
-  if (a->bits) set_int(L, "bits", a->bits);
+  if (a->bits)
+    set_int(L, "bits", a->bits);
   lua_pushboolean(L, a->is_float);
   lua_setfield(L, -2, "float");
   lua_pushstring(L, a->format);
