@@ -17,6 +17,8 @@ local M = {
   version = core.version,
   modules = core.modules,
   measure = core.measure,
+  --- mb.analyse(path [, opts]): the QC figures and plot series of a file.
+  analyse = core.analyse,
   --- mb.devices(): the audio devices PortAudio sees, each { index, name,
   -- host, inputs, outputs, default_rate, default_input, default_output }.
   devices = core.devices,
