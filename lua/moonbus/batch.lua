@@ -886,11 +886,11 @@ end
 
 local heavy = { wave = true, short_term = true, spectrum = true }
 
--- A record without its plot series (for report.json).
+-- A record without its waveform, loudness and spectrum series (for
+-- report.json; the gain-reduction series is small and stays).
 local function light(rec)
   local r = {}
   for k, v in pairs(rec) do r[k] = v end
-  r.gr = nil
   for _, side in ipairs { "before", "after" } do
     if type(rec[side]) == "table" then
       local a = {}
