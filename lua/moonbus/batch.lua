@@ -719,7 +719,9 @@ function M.run_job(job, plan)
     params = job.params, progress = false, trace = trace_step(before.duration),
   }
   local after = core.analyse(job.output)
-  local target = { name = s.name, lufs = report.target.lufs, ceiling = s.ceiling,
+  -- a LUFS figure as the target reads as itself, not "custom"
+  local name = s.name == "custom" and ("%g LUFS"):format(s.lufs) or s.name
+  local target = { name = name, lufs = report.target.lufs, ceiling = s.ceiling,
     bits = s.bits, rate = report.target.rate }
   rec.target = target
   rec.checks, rec.verdict = M.qc(after, before, target)

@@ -757,7 +757,7 @@ local function job_section(b, job)
   local m = type(job.master) == "table" and job.master or {}
   fact("Gain", finite(m.gain) and (figure(m.gain, 2) .. " dB"))
   fact("Max GR", finite(m.max_gain_reduction) and (figure(m.max_gain_reduction, 2) .. " dB"))
-  fact("Passes", m.passes and esc(m.passes))
+  fact("Passes", m.passes and esc(("%d"):format(math.floor(m.passes + 0.5))))
   local a, bf = type(job.after) == "table" and job.after, type(job.before) == "table" and job.before
   if bf or a then
     local function fmt(x)
