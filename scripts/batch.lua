@@ -78,8 +78,9 @@ local function finish(s, what)
     error(("batch: interrupted; %d jobs not started (run it again to finish)"):format(s.not_started), 0)
   end
   if s.error + s.fail > 0 then
-    error(("batch: %d of %d jobs failed (%d errors, %d QC failures)"):format(s.error + s.fail,
-      s.jobs, s.error, s.fail), 0)
+    local function n(k, what) return ("%d %s%s"):format(k, what, k == 1 and "" or "s") end
+    error(("batch: %d of %d jobs failed (%s, %s)"):format(s.error + s.fail, s.jobs,
+      n(s.error, "error"), n(s.fail, "QC failure")), 0)
   end
 end
 

@@ -851,7 +851,8 @@ function M.run(plan, o)
       local rec = read_json(record_path(plan, job.id))
       if not (how == "exit" and code == 0 and rec and rec.id == job.id) then
         rec = { id = job.id, status = "failed", verdict = "error",
-          error = how == "signal" and ("the worker was killed (signal %d)"):format(code)
+          error = how == "signal" and (code == 2 or code == 15) and "interrupted"
+            or how == "signal" and ("the worker was killed (signal %d)"):format(code)
             or ("the worker failed (exit %d)"):format(code or -1) }
         core.write_atomic(record_path(plan, job.id), encode {
           id = job.id, line = job.line, input = job.input_rel, output = job.output_rel,
