@@ -595,6 +595,7 @@ mb_graph *mb__graph_clone(const mb_graph *g) {
     b->host = a->host;
     b->n_auto = a->n_auto;
     b->origin = a->origin;
+    b->lead = a->lead;
     b->name = dupstr(a->name);
     b->values = malloc((np ? np : 1) * sizeof *b->values);
     b->strings = calloc(np ? np : 1, sizeof *b->strings);
@@ -802,7 +803,7 @@ static mb_status create_node(mb_graph *g, node *nd) {
 static int64_t source_length(const node *nd) {
   if (nd->m->flags & MB_MODULE_DEVICE_SOURCE) return UNBOUNDED;
   if (nd->m->flags & MB_MODULE_FILE_SOURCE)
-    return nd->origin + mb_reader_length(nd->reader);
+    return nd->origin + nd->lead + mb_reader_length(nd->reader);
   if (nd->m->length) {
     int64_t n = nd->m->length(nd->state);
     return n < 0 ? UNBOUNDED : n; /* it runs on absolute time */
@@ -849,6 +850,12 @@ mb_status mb_graph_compile(mb_graph *g) {
     if (nd->reader && !nd->io &&
         mb_reader_start(nd->reader, g->run_rate, g->block, err, sizeof err))
       return mb_graph_fail(g, MB_ERR_IO, "%s: %s", nd->name, err);
+    /* a file source's `start`: where on the graph's time line it begins */
+    nd->lead = 0;
+    if (nd->m->flags & MB_MODULE_FILE_SOURCE)
+      for (int p = 0; p < nd->m->n_params; p++)
+        if (!strcmp(nd->m->params[p].id, "start"))
+          nd->lead = (int64_t)llround(nd->values[p] * g->run_rate);
     if ((nd->m->flags & (MB_MODULE_FILE_SOURCE | MB_MODULE_FILE_SINK)) &&
         !path)
       return mb_graph_fail(g, MB_ERR_ARG, "%s: no path given", nd->name);
@@ -1138,6 +1145,16 @@ double mb__now(void) {
 }
 #define now mb__now
 
+/* The silence a file source plays before its `start`: zeroes the frames
+ * of [pos, pos+n) before origin + lead and returns how many. */
+static int lead_in(const node *nd, int64_t pos, float *const *out, int n) {
+  const int64_t begin = nd->origin + nd->lead;
+  if (pos >= begin) return 0;
+  const int k = begin - pos < n ? (int)(begin - pos) : n;
+  for (int ch = 0; ch < nd->out_ch; ch++) memset(out[ch], 0, (size_t)k * sizeof(float));
+  return k;
+}
+
 /* One stretch of frames [pos, pos+n) through the schedule's entries
  * [o0, o1), in the buffer set `sh` floats from the first. With `cost`,
  * each entry's time is added to cost[oi] (seconds). */
@@ -1160,7 +1177,13 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
       for (int ch = 0; ch < nd->in_ch[0] && nd->m->n_inputs; ch++)
         in[ch] = nd->in[0][ch] + sh;
       const unsigned f = nd->m->flags;
-      if (f & MB_MODULE_FILE_SOURCE) mb__live_source(g, nd, out, n);
+      if (f & MB_MODULE_FILE_SOURCE) {
+        const int k = lead_in(nd, pos, out, n);
+        if (k < n) {
+          for (int ch = 0; ch < nd->out_ch; ch++) out[ch] += k;
+          mb__live_source(g, nd, out, n - k);
+        }
+      }
       else if (f & MB_MODULE_DEVICE_SOURCE) mb__live_device_in(g, nd, out, n);
       else if (f & MB_MODULE_DEVICE_SINK) mb__live_device_out(g, nd, in, n);
       else if (f & MB_MODULE_FILE_SINK) {
@@ -1177,7 +1200,9 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
     } else if (nd->m->flags & MB_MODULE_FILE_SOURCE) {
       float *out[MB_MAX_CHANNELS];
       for (int ch = 0; ch < nd->out_ch; ch++) out[ch] = nd->out[ch] + sh;
-      if (mb_reader_read(nd->reader, out, n, err, sizeof err))
+      const int k = lead_in(nd, pos, out, n);
+      for (int ch = 0; ch < nd->out_ch; ch++) out[ch] += k;
+      if (k < n && mb_reader_read(nd->reader, out, n - k, err, sizeof err))
         return mb_graph_fail(g, MB_ERR_IO, "%s: %s", nd->name, err);
     } else if (nd->m->flags & MB_MODULE_FILE_SINK) {
       /* Drop the latency padding, stop at the signal's end. */

@@ -61,6 +61,8 @@ typedef struct node {
   int taken;      /* the instance moved on to a newer plan: not destroyed */
   void *io;       /* its stream: file ring, device channels, meter tap */
   int64_t origin; /* frame at which a source started (0 offline) */
+  int64_t lead;   /* file source: frames of silence before the file (its
+                     `start`), counted from origin */
   int monitor;    /* plan: a file output also heard on the device */
   void *pub;      /* plan: results the audio thread publishes (malloc'd) */
 } node;
