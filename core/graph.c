@@ -596,6 +596,7 @@ mb_graph *mb__graph_clone(const mb_graph *g) {
     b->n_auto = a->n_auto;
     b->origin = a->origin;
     b->lead = a->lead;
+    b->from = a->from;
     b->name = dupstr(a->name);
     b->values = malloc((np ? np : 1) * sizeof *b->values);
     b->strings = calloc(np ? np : 1, sizeof *b->strings);
@@ -799,6 +800,21 @@ static mb_status create_node(mb_graph *g, node *nd) {
   return MB_OK;
 }
 
+/* A file sink's window: its `from` (s) moves the first frame it writes
+ * later, its `length` (s, 0: to the end) cuts it short; one render can
+ * cut a long signal into pieces, sample-exactly. */
+static void window(const mb_graph *g, node *nd) {
+  const int pf = mb_module_param_index(nd->m, "from");
+  const int pl = mb_module_param_index(nd->m, "length");
+  const int64_t f = pf < 0 ? 0 : (int64_t)llround(nd->values[pf] * g->run_rate);
+  const int64_t l = pl < 0 ? 0 : (int64_t)llround(nd->values[pl] * g->run_rate);
+  nd->from = f > 0 ? f : 0;
+  if (nd->sink_len != UNBOUNDED)
+    nd->sink_len = nd->sink_len > nd->from ? nd->sink_len - nd->from : 0;
+  if (l > 0 && (nd->sink_len == UNBOUNDED || l < nd->sink_len))
+    nd->sink_len = l;
+}
+
 /* Signal length of a source or generator at the graph's rate. */
 static int64_t source_length(const node *nd) {
   if (nd->m->flags & MB_MODULE_DEVICE_SOURCE) return UNBOUNDED;
@@ -851,11 +867,10 @@ mb_status mb_graph_compile(mb_graph *g) {
         mb_reader_start(nd->reader, g->run_rate, g->block, err, sizeof err))
       return mb_graph_fail(g, MB_ERR_IO, "%s: %s", nd->name, err);
     /* a file source's `start`: where on the graph's time line it begins */
-    nd->lead = 0;
-    if (nd->m->flags & MB_MODULE_FILE_SOURCE)
-      for (int p = 0; p < nd->m->n_params; p++)
-        if (!strcmp(nd->m->params[p].id, "start"))
-          nd->lead = (int64_t)llround(nd->values[p] * g->run_rate);
+    const int ps = nd->m->flags & MB_MODULE_FILE_SOURCE
+                       ? mb_module_param_index(nd->m, "start")
+                       : -1;
+    nd->lead = ps < 0 ? 0 : (int64_t)llround(nd->values[ps] * g->run_rate);
     if ((nd->m->flags & (MB_MODULE_FILE_SOURCE | MB_MODULE_FILE_SINK)) &&
         !path)
       return mb_graph_fail(g, MB_ERR_ARG, "%s: no path given", nd->name);
@@ -900,6 +915,7 @@ mb_status mb_graph_compile(mb_graph *g) {
     /* what analysers and sinks take after the latency padding */
     nd->sink_len =
         g->asked >= 0 ? g->asked : mb__sat_add(sig, tail > cap ? cap : tail);
+    if (nd->m->flags & MB_MODULE_FILE_SINK) window(g, nd);
     if ((st = create_node(g, nd))) return st;
     if (nd->m->flags & (MB_MODULE_FILE_SOURCE | MB_MODULE_GENERATOR |
                         MB_MODULE_DEVICE_SOURCE)) {
@@ -1189,7 +1205,7 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
       else if (f & MB_MODULE_FILE_SINK) {
         if (nd->monitor) mb__live_device_out(g, nd, in, n); /* heard too */
         int64_t a = pos, b = pos + n;
-        int64_t lo = nd->arrival, hi = mb__sat_add(nd->arrival, nd->sink_len);
+        int64_t lo = nd->arrival + nd->from, hi = mb__sat_add(lo, nd->sink_len);
         if (a < lo) a = lo;
         if (b > hi) b = hi;
         for (int ch = 0; ch < nd->in_ch[0]; ch++) in[ch] += a - pos;
@@ -1207,7 +1223,7 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
     } else if (nd->m->flags & MB_MODULE_FILE_SINK) {
       /* Drop the latency padding, stop at the signal's end. */
       int64_t a = pos, b = pos + n;
-      int64_t lo = nd->arrival, hi = mb__sat_add(nd->arrival, nd->sink_len);
+      int64_t lo = nd->arrival + nd->from, hi = mb__sat_add(lo, nd->sink_len);
       if (a < lo) a = lo;
       if (b > hi) b = hi;
       if (a < b) {
@@ -1490,7 +1506,7 @@ int64_t mb__render_total(const mb_graph *g, int *lat_max) {
                     nd->name);
       return UNBOUNDED;
     }
-    if (lat + len > total) total = lat + len;
+    if (mb__sat_add(lat + nd->from, len) > total) total = mb__sat_add(lat + nd->from, len);
     if (lat > *lat_max) *lat_max = (int)lat;
   }
   return total;

@@ -63,6 +63,8 @@ typedef struct node {
   int64_t origin; /* frame at which a source started (0 offline) */
   int64_t lead;   /* file source: frames of silence before the file (its
                      `start`), counted from origin */
+  int64_t from;   /* file sink: frames of its signal left out before its
+                     window (`from`); sink_len counts from there */
   int monitor;    /* plan: a file output also heard on the device */
   void *pub;      /* plan: results the audio thread publishes (malloc'd) */
 } node;

@@ -17,6 +17,12 @@ static const mb_param_desc params[] = {
      .max = 768000, .def = 0, .flags = MB_PARAM_STRUCTURAL,
      .help = "sample rate of the file; 0 keeps the graph's (resampled "
              "with libsoxr otherwise)"},
+    {.id = "from", .unit = "s", .type = MB_PARAM_NUMBER, .min = 0,
+     .max = 86400, .def = 0, .flags = MB_PARAM_STRUCTURAL,
+     .help = "first moment written (the signal before it is left out)"},
+    {.id = "length", .unit = "s", .type = MB_PARAM_NUMBER, .min = 0,
+     .max = 86400, .def = 0, .flags = MB_PARAM_STRUCTURAL,
+     .help = "most seconds written; 0 writes to the end"},
 };
 
 const mb_module_desc mb_mod_output = {
@@ -30,11 +36,13 @@ const mb_module_desc mb_mod_output = {
            "name and renamed into place only when the render completes. "
            "The output is aligned with the input: latency added by "
            "look-ahead modules is removed. Samples clipped by an integer "
-           "format are counted and reported.",
+           "format are counted and reported. `from` and `length` write a "
+           "window of the signal (rounded to frames): several outputs cut "
+           "one render into pieces, sample-exactly.",
     .inputs = inputs,
     .n_inputs = 1,
     .has_output = 0,
     .params = params,
-    .n_params = 3,
+    .n_params = 5,
     .flags = MB_MODULE_FILE_SINK,
 };

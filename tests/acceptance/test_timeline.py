@@ -1,6 +1,7 @@
-"""`start` of an input: the file begins that many seconds into the graph's
-time line, rounded to the nearest frame, with silence before it (the
-building block of album sequencing, gaps and overlaps).
+"""The time line: an input's `start` (the file begins that many seconds
+into the graph's time line, rounded to the nearest frame, with silence
+before it) and an output's `from`/`length` window (the building blocks of
+album sequencing and of cutting an album image into tracks).
 
 Checked with numpy against the files themselves: sample-exact sums of two
 inputs, one placed at a fractional start, at several block sizes and with
@@ -60,6 +61,30 @@ peak = int(np.argmax(np.abs(y[:, 0])))
 T.check(np.all(y[:48000 - 64] == 0) and abs(peak - 48000) <= 1 and len(y) == 48000 + 48000,
         "resampled input at start 1 s: silent before, impulse at frame %d (48000), %d frames" % (
             peak, len(y)))
+
+# outputs with windows cut one render into pieces: together they are the
+# signal, sample for sample, whatever the block size and latency before them
+for block in (16, 37, 4096):
+    T.render('''
+local g = mb.graph{ rate = 48000, block = %d }
+local src = g:add("input", { path = "b.wav", start = %r })
+local lim = g:add("limiter", { ceiling = -40 })  -- latency before the cuts
+g:connect(src, lim)
+g:connect(lim, g:add("output", { path = "whole.wav", bits = 32 }))
+local cuts = { 0, 0.25, 0.5731, 1.1 }
+for k, t in ipairs(cuts) do
+  local len = cuts[k + 1] and cuts[k + 1] - t or 0
+  g:connect(lim, g:add("output", { path = ("piece%%d.wav"):format(k), bits = 32, from = t, length = len }))
+end
+g:render()
+''' % (block, start), cwd=d)
+    whole, _ = T.read(os.path.join(d, "whole.wav"))
+    pieces = [T.read(os.path.join(d, "piece%d.wav" % k))[0] for k in range(1, 5)]
+    bounds = [int(round(t * 48000)) for t in (0, 0.25, 0.5731, 1.1)] + [len(whole)]
+    ok = all(len(p) == bounds[k + 1] - bounds[k] and np.array_equal(p, whole[bounds[k]:bounds[k + 1]])
+             for k, p in enumerate(pieces))
+    T.check(ok, "block %d: 4 windows of a %d-frame render are its frames %s exactly (lengths %s)" % (
+        block, len(whole), bounds, [len(p) for p in pieces]))
 
 rc, out, err = T.run_lua('''
 local g = mb.graph{ rate = 48000 }
