@@ -75,7 +75,7 @@ function M.check(a)
   local function resolve(p) return p:sub(1, 1) == "/" and p or (dir .. "/" .. p) end
   if a.upc ~= nil then
     local norm, why = cd.check_upc(tostring(a.upc))
-    if not norm then fail("UPC/EAN '%s': %s", tostring(a.upc), why) end
+    if not norm then fail("%s", why) end
     a.catalog = norm
   end
   a.mode = a.mode or "album"
@@ -111,7 +111,7 @@ function M.check(a)
     t.duration, t.rate, t.channels, t.loudness = m.duration, m.rate, m.channels, m.integrated
     if t.isrc ~= nil then
       local norm, why = cd.check_isrc(tostring(t.isrc))
-      if not norm then fail("%s: ISRC '%s': %s", name, tostring(t.isrc), why) end
+      if not norm then fail("%s: %s", name, why) end
       t.isrc = norm
     end
     for _, k in ipairs { "gap", "fade_in", "fade_out" } do
@@ -131,19 +131,25 @@ function M.check(a)
       t.xfade = x
     end
   end
-  -- overlaps must fit in the tracks they join
+  -- overlaps must fit in the tracks they join; a crossfade's own track is
+  -- named first (it is the one whose setting is too long)
   for i, t in ipairs(a.tracks) do
-    local x_in = t.xfade and t.xfade.length or 0
+    local prev = a.tracks[i - 1]
+    if t.xfade and t.xfade.length > t.duration then
+      fail("%s: the %.2f s crossfade is longer than the track (%.2f s)", t.name, t.xfade.length, t.duration)
+    end
+    if t.xfade and t.xfade.length > prev.duration then
+      fail("%s: the %.2f s crossfade is longer than the track before it (%.2f s)", t.name,
+        t.xfade.length, prev.duration)
+    end
+  end
+  for i, t in ipairs(a.tracks) do
     local nxt = a.tracks[i + 1]
+    local x_in = t.xfade and t.xfade.length or 0
     local x_out = nxt and nxt.xfade and nxt.xfade.length or 0
-    if x_in > t.duration then
-      fail("%s: the %.2f s crossfade is longer than the track (%.2f s)", t.name, x_in, t.duration)
-    end
     if x_in + x_out > t.duration then
-      fail("%s: its crossfades (%.2f s in, %.2f s out) are longer than the track (%.2f s)", t.name, x_in, x_out, t.duration)
-    end
-    if nxt and nxt.xfade and nxt.xfade.length > t.duration then
-      fail("%s: the %.2f s crossfade is longer than the track before it (%.2f s)", nxt.name, nxt.xfade.length, t.duration)
+      fail("%s: its crossfades (%.2f s in, %.2f s out) are longer than the track (%.2f s)",
+        t.name, x_in, x_out, t.duration)
     end
   end
   return a
