@@ -354,7 +354,12 @@ static int l_write_atomic(lua_State *L) {
   const char *text = luaL_checklstring(L, 2, &n);
   const char *slash = strrchr(path, '/');
   const size_t dlen = slash ? (size_t)(slash - path) : 0;
-  lua_pushfstring(L, "%s.moonbus-tmp-%d", path, (int)getpid());
+  /* hidden, beside it: ".<name>.moonbus-tmp-<pid>", the pattern a batch
+   * re-run sweeps after a kill */
+  lua_pushlstring(L, path, slash ? dlen + 1 : 0); /* the folder, with '/' */
+  lua_pushfstring(L, ".%s.moonbus-tmp-%d", slash ? slash + 1 : path,
+                  (int)getpid());
+  lua_concat(L, 2);
   const char *tmp = lua_tostring(L, -1);
   const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd < 0) return fail_errno(L, "write", path);

@@ -37,6 +37,7 @@ local album_keys = {
   title = true, performer = true, upc = true, target = true, lufs = true,
   ceiling = true, mode = true, chain = true, cd = true, vinyl = true,
   tracks = true, bits = true, rate = true, max_limiting = true,
+  dir = true, path = true, -- set by M.load: where the file is
 }
 local track_keys = {
   file = true, title = true, performer = true, isrc = true, gap = true,
@@ -66,11 +67,8 @@ end
 -- lengths and rates. Errors name the track.
 function M.check(a)
   local cd = require "moonbus.cdimage"
-  for k in pairs(a) do
-    if not album_keys[k] and k ~= "dir" and k ~= "path" then
-      util.check_options("album", { [k] = true }, album_keys)
-    end
-  end
+  local okk, e = pcall(util.check_options, "the album", a, album_keys)
+  if not okk then fail("%s", e) end
   local dir = a.dir or "."
   local function resolve(p) return p:sub(1, 1) == "/" and p or (dir .. "/" .. p) end
   if a.upc ~= nil then
@@ -97,12 +95,8 @@ function M.check(a)
   for i, t in ipairs(a.tracks) do
     local name = ("track %d%s"):format(i, type(t) == "table" and t.title and (" ('%s')"):format(t.title) or "")
     if type(t) ~= "table" then fail("%s is a %s, not a table", name, type(t)) end
-    for k in pairs(t) do
-      if not track_keys[k] then
-        local okk, e = pcall(util.check_options, name, { [k] = true }, track_keys)
-        if not okk then fail("%s", e) end
-      end
-    end
+    local okt, et = pcall(util.check_options, name, t, track_keys)
+    if not okt then fail("%s", et) end
     t.number, t.name = i, name
     if type(t.file) ~= "string" then fail("%s: no file", name) end
     t.path = resolve(t.file)

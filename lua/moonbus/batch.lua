@@ -453,7 +453,7 @@ function M.plan(o)
         local ok, why = core.writable(out)
         if not ok then problem("%s", why) end
       end
-      local rel = out:sub(#out_dir + 2)
+      local rel = inside(out, out_dir) and out:sub(#out_dir + 2) or out:sub(#out_real + 2)
       job.key = rel
       job.id = core.hash(rel):sub(1, 12)
       local first = by_output[out]
@@ -600,10 +600,9 @@ M.limits = {
   head_warn = 2, tail_warn = 5,               -- s of silence (below -60 dBFS)
 }
 
+-- figures in messages: "-14.0", "-inf", "-" (cli.db)
 local function fmt_num(x, digits)
-  if type(x) ~= "number" then return "-" end
-  if x == -math.huge then return "-inf" end
-  return ("%." .. (digits or 1) .. "f"):format(x)
+  return require("moonbus.cli").db(x, "%." .. (digits or 1) .. "f")
 end
 
 --- The checks of one output: list of { name, label, value, unit, expect,
@@ -838,7 +837,11 @@ function M.run(plan, o)
       if progress then io.stderr:write("\r\027[K"); io.stderr:flush() end
       local pid, perr = core.fork()
       if not pid then fail("%s", perr) end
-      if pid == 0 then worker(job, plan) end
+      if pid == 0 then
+        -- a worker never returns into the batch's loop, whatever happens
+        local okw = pcall(worker, job, plan)
+        core.exit(okw and 0 or 4)
+      end
       running[pid] = job
       nrunning = nrunning + 1
     end

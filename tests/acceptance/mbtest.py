@@ -232,6 +232,12 @@ def finish():
     sys.exit(0)
 
 
+def stamp(path):
+    """What changes when a file is rewritten: inode, mtime (ns), size."""
+    st = os.stat(path)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def music(path, seconds, level_db=-18.0, fs=48000, seed=0, subtype="PCM_24",
           head=0.0, tail=0.0):
     """Write a music-like stereo test track: band-limited noise with a slow

@@ -79,11 +79,6 @@ def report(d, name="m"):
         return json.load(f)
 
 
-def stamp(path):
-    st = os.stat(path)
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def ran_lines(out):
     return [l for l in out.splitlines() if l.startswith("[")]
 
@@ -173,9 +168,27 @@ for i, (name, lvl, fs, sub, tgt) in enumerate(tracks):
     T.check(a["rate"] == fs and a["bits"] == 24,
             "%s: %d Hz %d-bit as the target keeps" % (name, a["rate"], a["bits"]))
 
-# the custom chain got its column: a brighter master than the default chain
+# the custom chain ran with its column: its +2.5 dB high shelf at 10 kHz
+# lifts 15-20 kHz against 200-2000 Hz by about 2.5 dB; the default chain
+# (track 1) leaves that balance alone (broadband dynamics only)
+from scipy.signal import welch
+
+
+def tilt(before, after):
+    """dB change of (15-20 kHz power / 200-2000 Hz power), input to output."""
+    def ratio(path):
+        x, fs = T.read(path)
+        f, p = welch(x.mean(axis=1), fs, nperseg=8192)
+        return 10 * np.log10(p[(f >= 15000) & (f <= 20000)].sum() / p[(f >= 200) & (f <= 2000)].sum())
+    return ratio(after) - ratio(before)
+
+
+t5 = tilt(os.path.join(d, "mixes", tracks[4][0]), os.path.join(masters, tracks[4][0]))
+t1 = tilt(os.path.join(d, "mixes", tracks[0][0]), os.path.join(masters, tracks[0][0]))
 j5 = jobs["masters/05 Custom.wav"]
-T.check(j5["verdict"] == "pass" and j5["status"] == "done", "the job with a script ran its chain")
+T.check(j5["verdict"] == "pass" and abs(t5 - 2.5) <= 0.5 and abs(t1) <= 0.5,
+        "the script column's chain got its 'air' column: 15-20 kHz tilt %+.2f dB (shelf +2.5), "
+        "default chain %+.2f dB" % (t5, t1))
 
 # the HTML report
 try:
@@ -201,11 +214,11 @@ except ImportError as e:
 T.check(not walk_partials(d), "no work files left: %s" % walk_partials(d))
 
 # --- re-run: only the failed job runs again
-before = {n: stamp(os.path.join(masters, n)) for n, *_ in tracks}
+before = {n: T.stamp(os.path.join(masters, n)) for n, *_ in tracks}
 rc, out, err = batch(["m.csv", "--jobs", "2"], d)
 T.check(rc == 1 and len(ran_lines(out)) == 1 and "06 Missing" in ran_lines(out)[0],
         "re-run redoes only the failed job: %s" % ran_lines(out))
-T.check(all(stamp(os.path.join(masters, n)) == before[n] for n in before),
+T.check(all(T.stamp(os.path.join(masters, n)) == before[n] for n in before),
         "finished outputs untouched by the re-run")
 
 # --- edits: a changed target, a touched input (same content), a changed input
@@ -223,7 +236,7 @@ T.check(rc == 0 and len(ran_lines(out)) == 2 and "masters/02" in " ".join(ran_li
             rc, ran_lines(out)))
 r = T.ffmpeg_r128(os.path.join(masters, tracks[1][0]))
 T.check(abs(r["I"] + 23) <= 0.2, "the re-targeted job now measures %.2f LUFS (ebu -23)" % r["I"])
-T.check(stamp(os.path.join(masters, tracks[0][0])) == before[tracks[0][0]],
+T.check(T.stamp(os.path.join(masters, tracks[0][0])) == before[tracks[0][0]],
         "the touched (unchanged) input's master was not redone")
 rep = report(d)
 T.check(len(rep["jobs"]) == 5 and len({j["id"] for j in rep["jobs"]}) == 5,
@@ -345,7 +358,7 @@ stamps = {}
 for i in range(8):
     path = os.path.join(kd, "out", "k%d.wav" % i)
     if os.path.exists(path):
-        stamps["out/k%d.wav" % i] = stamp(path)
+        stamps["out/k%d.wav" % i] = T.stamp(path)
 partial = walk_partials(kd)
 T.note("after the kill: %d finished, %d outputs, %d work files left (cleared by the re-run)" % (
     len(done_ids), len(stamps), len(partial)))
@@ -356,7 +369,7 @@ T.check(rc == 0 and len(rep["jobs"]) == 8 and all(j["verdict"] == "pass" for j i
         "the re-run finishes every job (rc %d, %s)" % (rc, rep["summary"]))
 T.check(len(ran_lines(out)) == 8 - len(done_ids),
         "the re-run ran %d jobs = 8 - %d finished" % (len(ran_lines(out)), len(done_ids)))
-untouched = all(stamp(os.path.join(kd, by_id[i]["output"])) == stamps.get(by_id[i]["output"])
+untouched = all(T.stamp(os.path.join(kd, by_id[i]["output"])) == stamps.get(by_id[i]["output"])
                 for i in done_ids)
 T.check(untouched, "no finished job was redone (their files are the same inodes and times)")
 T.check(not walk_partials(kd), "no partial file anywhere: %s" % walk_partials(kd))
@@ -396,6 +409,34 @@ else:
             "memory per job bounded: largest process %.1f MB for 20 s, %.1f MB for 360 s "
             "(the 360 s file is %.0f MB)" % (rss["short"] / 1024, rss["long"] / 1024,
                                               os.path.getsize(os.path.join(mm, "long.wav")) / 1e6))
+
+# --- on a terminal: a progress line with done, failed, running and an ETA
+import pty
+pd = os.path.join(d, "pty")
+os.makedirs(pd)
+shutil.copytree(os.path.join(d, "mixes"), os.path.join(pd, "mixes"))
+shutil.copy(os.path.join(d, "bright.lua"), pd)
+with open(os.path.join(pd, "m.csv"), "w") as f:
+    f.write("\n".join(rows) + "\n")
+master_fd, slave_fd = pty.openpty()
+p = subprocess.Popen([T.MOONBUS, "batch", "m.csv", "--jobs", "2"], cwd=pd, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=slave_fd)
+os.close(slave_fd)
+chunks = []
+while True:
+    try:
+        b = os.read(master_fd, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    chunks.append(b)
+p.wait()
+os.close(master_fd)
+tty = b"".join(chunks).decode(errors="replace")
+lines = [l for l in tty.replace("\r", "\n").split("\n") if l.startswith("batch: ") and "running" in l]
+T.check(p.returncode == 0 and any("done" in l and "failed" in l and "ETA" in l for l in lines),
+        "progress line on a terminal: %r" % (lines[-1:] if lines else tty[-200:]))
 
 # --- a 1,000-row manifest plans its dry run quickly (a figure, not a test)
 md = os.path.join(d, "big")

@@ -26,7 +26,6 @@ import sys
 import time
 
 import numpy as np
-from scipy.signal import butter, lfilter
 
 import mbtest as T
 import slurmfix
@@ -44,26 +43,6 @@ if not ok:
     sys.exit(0)
 
 
-def track(seed, seconds=4.0):
-    """Music-like stereo: band-passed noise with a slow swell, a chord that
-    pulses every half second, soft-saturated (crest about 7.5 dB), faded in
-    and out (no abrupt edges to inflate true-peak readings)."""
-    rng = np.random.default_rng(100 + seed)
-    n = int(seconds * FS)
-    t = np.arange(n) / FS
-    b, a = butter(2, [80 / (FS / 2), 6000 / (FS / 2)], "band")
-    nz = lfilter(b, a, rng.standard_normal((n, 2)), axis=0)
-    nz /= np.std(nz)
-    nz[:, 1] = 0.7 * nz[:, 1] + 0.3 * nz[:, 0]
-    f0 = 110 * 2 ** (seed / 12)
-    chord = sum(np.sin(2 * np.pi * f0 * k * t + k) / k for k in (1, 1.5, 2, 3))
-    pulse = 0.6 + 0.4 * np.exp(-((t % 0.5) / 0.12))
-    swell = 0.7 + 0.3 * np.sin(2 * np.pi * 0.3 * t + seed)
-    x = (0.25 * nz * swell[:, None] + 0.35 * (chord * pulse)[:, None]) * np.array([1.0, 0.9])
-    x *= np.minimum(1, np.minimum(t, seconds - t) / 0.05)[:, None]
-    return np.tanh(x)
-
-
 def make_catalogue(d):
     """6 tracks at -30..-12 LUFS (set by ffmpeg's meter), 24-bit 48 kHz,
     and m.csv; returns [(output, target)]."""
@@ -72,12 +51,12 @@ def make_catalogue(d):
     targets = ["spotify", "apple", "-16", "spotify", "apple", "spotify"]
     rows, jobs = ["input,output,target"], []
     for i, (lvl, tgt) in enumerate(zip(levels, targets)):
-        x = track(i)
-        tmp = os.path.join(d, "probe.wav")
-        T.write(tmp, x, FS)
+        tmp = T.music(os.path.join(d, "probe.wav"), 4, lvl, FS, seed=i, subtype="FLOAT")
+        x, _ = T.read(tmp)
         g = 10 ** ((lvl - T.ffmpeg_r128(tmp)["I"]) / 20)
         os.unlink(tmp)
         name = "%02d Track.wav" % (i + 1)
+        assert np.max(np.abs(x * g)) < 1, "test track %d would clip" % i
         T.write(os.path.join(d, "mixes", name), x * g, FS, subtype="PCM_24")
         rows.append("mixes/%s,masters/%s,%s" % (name, name, tgt))
         jobs.append(("masters/" + name, tgt))
@@ -90,11 +69,6 @@ def copy_catalogue(src, dst):
     os.makedirs(dst)
     shutil.copytree(os.path.join(src, "mixes"), os.path.join(dst, "mixes"))
     shutil.copy(os.path.join(src, "m.csv"), dst)
-
-
-def stamp(path):
-    st = os.stat(path)
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def check_catalogue(d, jobs, what, shards):
@@ -140,7 +114,7 @@ def check_catalogue(d, jobs, what, shards):
     T.check(disjoint and union == set(ids),
             "%s: shard journals disjoint (%s jobs each), union = all %d jobs" % (
                 what, [len(s) for s in seen], len(ids)))
-    return {o: stamp(os.path.join(d, o)) for o, _ in jobs if os.path.exists(os.path.join(d, o))}
+    return {o: T.stamp(os.path.join(d, o)) for o, _ in jobs if os.path.exists(os.path.join(d, o))}
 
 
 def task_logs(d):
@@ -207,7 +181,7 @@ def slurm_part():
 
         # --- resubmitted: nothing to redo
         run_array(s, sd, 3)
-        T.check(before and all(stamp(os.path.join(sd, o)) == before[o] for o in before),
+        T.check(before and all(T.stamp(os.path.join(sd, o)) == before[o] for o in before),
                 "the array submitted again leaves every output untouched")
 
         # --- submit.sh: array of 2 + merge job after it, in an awkward folder name
