@@ -155,6 +155,12 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
+/* core.pid() -> this process's id (names of work files) */
+static int l_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
 /* core.isatty(fd) */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -402,6 +408,7 @@ const luaL_Reg mb_lua_sys[] = {
     {"trap_interrupt", l_trap_interrupt}, {"interrupted", l_interrupted},
     {"wait", l_wait},         {"kill", l_kill},
     {"cpus", l_cpus},         {"clock", l_clock},
+    {"pid", l_pid},
     {"isatty", l_isatty},     {"stat", l_stat},
     {"listdir", l_listdir},   {"mkdir", l_mkdir},
     {"realpath", l_realpath}, {"hash", l_hash},

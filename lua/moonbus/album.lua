@@ -49,10 +49,11 @@ local function dirname(path) return path:match("^(.*)/[^/]*$") or "." end
 
 local function nonneg(x) return type(x) == "number" and x == x and x >= 0 and x < math.huge end
 
---- Load and check an album description file. Returns the album table with
+--- Load and check an album description file (`overrides`: keys that
+-- replace the file's, from a command line). Returns the album table with
 -- resolved paths and every track's length; raises one error naming the
 -- first problem (the track by number and title).
-function M.load(path)
+function M.load(path, overrides)
   local chunk, err = loadfile(path, "t", {})
   if not chunk then fail("%s", err) end
   local ok, a = pcall(chunk)
@@ -60,6 +61,8 @@ function M.load(path)
   if type(a) ~= "table" then fail("%s must return a table (the album)", path) end
   a.dir = dirname(path)
   a.path = path
+  -- the command line's settings win over the file's
+  for k, v in pairs(overrides or {}) do a[k] = v end
   return M.check(a)
 end
 
@@ -205,21 +208,22 @@ local function envelope(a, i)
   local nxt = a.tracks[i + 1]
   local pts = {}
   local t0, t1 = t.start, t.start + t.duration
+  local base = t.gain + (t.trim or 0) -- trim: album mode's balance correction
   if t.xfade then
-    fade_points(pts, t0, t.xfade.frames / FPS, true, t.xfade.curve, t.gain)
+    fade_points(pts, t0, t.xfade.frames / FPS, true, t.xfade.curve, base)
   elseif t.fade_in and t.fade_in > 0 then
-    fade_points(pts, t0, math.min(t.fade_in, t.duration), true, "equal_power", t.gain)
+    fade_points(pts, t0, math.min(t.fade_in, t.duration), true, "equal_power", base)
   else
-    pts[#pts + 1] = { t0, t.gain }
+    pts[#pts + 1] = { t0, base }
   end
   if nxt and nxt.xfade then
     local len = nxt.xfade.frames / FPS
-    pts[#pts + 1] = { t1 - len, t.gain }
-    fade_points(pts, t1 - len, len, false, nxt.xfade.curve, t.gain)
+    pts[#pts + 1] = { t1 - len, base }
+    fade_points(pts, t1 - len, len, false, nxt.xfade.curve, base)
   elseif t.fade_out and t.fade_out > 0 then
     local len = math.min(t.fade_out, t.duration)
-    pts[#pts + 1] = { t1 - len, t.gain }
-    fade_points(pts, t1 - len, len, false, "equal_power", t.gain)
+    pts[#pts + 1] = { t1 - len, base }
+    fade_points(pts, t1 - len, len, false, "equal_power", base)
   end
   -- keep times increasing (a fade-in meeting a fade-out on a short track)
   local out = {}
@@ -229,18 +233,33 @@ local function envelope(a, i)
   return out
 end
 
---- Render the sequence: tracks `which` (a list of indexes, default all)
--- placed on the time line with their fades and gains, summed, into `path`
--- (32-bit float at `rate`). `alone` renders each track at time 0 instead
--- (track mode's premasters): then `path` is a function(i) giving the file.
+--- Render the sequence into `path` (32-bit float at `rate`): the tracks
+-- placed on the time line with their fades and gains, summed. Options:
+-- `which` (list of track numbers, default all), `alone` (one track, at
+-- time 0, as long as itself: track mode's premaster), `vinyl_mono_below`
+-- (Hz: the low end made mono) and `windows` (list of { path, from,
+-- length } in seconds: more float files cut from the same render).
 function M.assemble(a, path, rate, opts)
   opts = opts or {}
+  local which = opts.which
+  if not which then
+    which = {}
+    for i in ipairs(a.tracks) do which[i] = i end
+  end
+  local shift, duration = 0, a.frames / FPS
+  if opts.alone then
+    local t = a.tracks[which[1]]
+    shift, duration = t.start, t.duration
+  end
   local g = core.graph(rate, nil)
   local sum = g:add("gain", { name = "sum", gain = 0 })
-  for i, t in ipairs(a.tracks) do
-    local src = g:add("input", { name = ("track%d"):format(i), path = t.path, start = t.start })
-    local env = g:add("gain", { name = ("env%d"):format(i), gain = t.gain })
-    env:automate("gain", envelope(a, i))
+  for _, i in ipairs(which) do
+    local t = a.tracks[i]
+    local src = g:add("input", { name = ("track%d"):format(i), path = t.path, start = t.start - shift })
+    local env = g:add("gain", { name = ("env%d"):format(i), gain = t.gain + (t.trim or 0) })
+    local pts = envelope(a, i)
+    for _, p in ipairs(pts) do p[1] = p[1] - shift end
+    env:automate("gain", pts)
     g:chain(src, env, sum)
   end
   local last = sum
@@ -248,14 +267,18 @@ function M.assemble(a, path, rate, opts)
     last = g:chain(sum, g:add("width", { name = "vinyl", width = 1, mono_below = opts.vinyl_mono_below }))
   end
   g:connect(last, g:add("output", { path = path, bits = 32 }))
-  g:render { progress = false, duration = a.frames / FPS }
+  for _, w in ipairs(opts.windows or {}) do
+    g:connect(last, g:add("output", { path = w.path, bits = 32, from = w.from, length = w.length or 0 }))
+  end
+  g:render { progress = false, duration = duration }
   g:close()
 end
 
 -- ---- mastering and delivery -------------------------------------------------
 
--- The chain the tracks are mastered with (mastering comes next: see
--- NOTES.md, session 5).
+--- The chain the tracks are mastered with: the album's `chain` script
+-- (loaded as moonbus master loads one, with mb.master.CHAIN_ONLY) or
+-- scripts/master.lua's.
 function M.chain_of(a)
   if not a.chain_path then return master.default_chain end
   local f, err = loadfile(a.chain_path)
@@ -265,6 +288,507 @@ function M.chain_of(a)
     fail("the chain script '%s' must return its chain function when loaded with mb.master.CHAIN_ONLY", a.chain)
   end
   return chain
+end
+
+--- A track's file name: "NN Title.wav", with the characters file systems
+-- or shells trip on replaced by "-".
+function M.track_file(t)
+  local title = t.title and t.title:gsub("[%c/\\:*?\"<>|]", "-"):gsub("^[%s.]+", "") or ""
+  return title ~= "" and ("%02d %s.wav"):format(t.number, title) or ("%02d.wav"):format(t.number)
+end
+
+-- The CD image's description for moonbus.cdimage (file "album.wav").
+local function cd_album(a)
+  local tracks = {}
+  for i, t in ipairs(a.tracks) do
+    tracks[i] = { title = t.title, performer = t.performer, isrc = t.isrc,
+      index0 = t.index0, index1 = t.index1 }
+  end
+  return { title = a.title, performer = a.performer, catalog = a.catalog,
+    file = "album.wav", frames = a.frames, tracks = tracks }
+end
+
+-- Where a track's digital file lies on the time line (s): from its INDEX 01
+-- to the next track's INDEX 01 (a gap ends the track before it, as
+-- cuebreakpoints splits an image), the last to the end.
+local function window(a, i)
+  local t, nxt = a.tracks[i], a.tracks[i + 1]
+  return t.index1 / FPS, nxt and (nxt.index1 - t.index1) / FPS or 0
+end
+
+-- Render mastered material on the time line: `inputs` ({ path, start })
+-- summed, through a true-peak limiter at `ceiling` when one is given (a
+-- sum of overlaps or a resampled master may peak higher than what was
+-- mastered), dithered to `bits`, into `outputs` ({ path, from, length }).
+local function render_sequence(inputs, rate, bits, ceiling, outputs, duration)
+  local g = core.graph(rate, nil)
+  local last = g:add("gain", { name = "sum", gain = 0 })
+  for i, x in ipairs(inputs) do
+    g:connect(g:add("input", { name = ("master%d"):format(i), path = x.path, start = x.start or 0 }), last)
+  end
+  if ceiling then
+    last = g:chain(last, g:add("limiter", { name = "limiter", ceiling = ceiling, release = 100, true_peak = true }))
+  end
+  if bits < 32 then last = g:chain(last, g:add("dither", { name = "dither", bits = bits })) end
+  for _, w in ipairs(outputs) do
+    g:connect(last, g:add("output", { path = w.path, bits = bits, from = w.from or 0, length = w.length or 0 }))
+  end
+  g:render { progress = false, duration = duration }
+  g:close()
+end
+
+--- Album mode's balance: at most this many masterings, until every
+-- track's loudness moves within `balance_tolerance` LU of the mean move.
+M.balance_rounds = 5
+--- dB the mastering ceiling sits under the target's when the files are
+-- dithered integers (see M.make).
+M.dither_margin = 0.01
+M.balance_tolerance = 0.05
+
+local function finite(x) return type(x) == "number" and x == x and x > -math.huge and x < math.huge end
+
+-- ---- vinyl -------------------------------------------------------------------
+
+--- Vinyl house rules (dB), edit here. A lathe cuts the side signal as
+-- vertical groove motion: side energy in the bass makes the groove too
+-- deep or lifts the stylus, so mastering for vinyl makes the low end mono.
+-- High-frequency energy at high level (sibilance, cymbals) asks more
+-- stylus acceleration than a cutter head gives and distorts, worst near
+-- the label where the groove runs slowest.
+M.vinyl_limits = {
+  lf_freq = 150,       -- Hz: "the low end"
+  side_lf_warn = -15,  -- side below lf_freq within this of the mid's
+  sib_lo = 5000, sib_hi = 10000, -- Hz: the sibilance band
+  sib_warn = -6,       -- loudest 400 ms of the band vs the track's loudness
+  side_minutes = 22,   -- a 12" side at 33 1/3 past this loses level
+}
+
+-- The vinyl figures of one file: loudness of the side and of the mid
+-- below lf_freq (K-weighted, as the meter measures), and the loudest
+-- 400 ms of the sibilance band.
+local function vinyl_figures(path)
+  local V = M.vinyl_limits
+  local g = core.graph(nil, nil)
+  local src = g:add("input", { path = path })
+  local function lowpass() return g:add("eq", { bands = { { type = "lowpass", freq = V.lf_freq, slope = 24 } } }) end
+  local meters = {}
+  local info = core.measure(path)
+  if info.channels == 2 then
+    local ms = g:chain(src, g:add("ms_encode", {}))
+    meters.mid = g:add("meter", { true_peak = false })
+    meters.side = g:add("meter", { true_peak = false })
+    g:chain(ms, g:add("channels", { first = 1 }), lowpass(), meters.mid)
+    g:chain(ms, g:add("channels", { first = 2 }), lowpass(), meters.side)
+  end
+  meters.sib = g:add("meter", { true_peak = false })
+  g:chain(src, g:add("eq", { bands = {
+    { type = "highpass", freq = V.sib_lo, slope = 24 }, { type = "lowpass", freq = V.sib_hi, slope = 24 } } }),
+    meters.sib)
+  g:render { progress = false }
+  local r = {}
+  for k, m in pairs(meters) do r[k] = m:results() end
+  g:close()
+  return r
+end
+
+-- Add the vinyl checks to a track's record.
+local function vinyl_checks(rec, path)
+  local V = M.vinyl_limits
+  local f = vinyl_figures(path)
+  local side_lf
+  if f.side then
+    local s, m = f.side.integrated, f.mid.integrated
+    side_lf = not finite(s) and -math.huge or (finite(m) and s - m or 0)
+  end
+  rec.checks[#rec.checks + 1] = { name = "vinyl_side_lf", label = ("Vinyl: side below %d Hz"):format(V.lf_freq),
+    value = side_lf, unit = "dB", expect = ("< %g vs mid"):format(V.side_lf_warn),
+    verdict = (side_lf == nil or side_lf < V.side_lf_warn) and "pass" or "warn" }
+  local loud = rec.after and rec.after.integrated
+  local sib = finite(f.sib.momentary_max) and finite(loud) and f.sib.momentary_max - loud or -math.huge
+  rec.checks[#rec.checks + 1] = { name = "vinyl_sibilance", label = ("Vinyl: %g-%g kHz peaks"):format(
+      V.sib_lo / 1000, V.sib_hi / 1000), value = sib, unit = "LU", expect = ("< %g vs track"):format(V.sib_warn),
+    verdict = sib < V.sib_warn and "pass" or "warn" }
+  rec.vinyl = { side_lf = side_lf, sibilance = sib }
+  if rec.verdict == "pass" then
+    for _, c in ipairs(rec.checks) do
+      if c.verdict == "warn" then rec.verdict = "warn" end
+    end
+  end
+end
+
+-- Sides of the record: the track counts given, or two sides split where
+-- the running time passes half. Per side its length, the order given and
+-- the order suggested: louder, then more dynamic, tracks first (the
+-- outer grooves run fastest and cut cleanest).
+local function vinyl_sides(a, records)
+  local counts = a.vinyl.sides
+  local n = #a.tracks
+  if not counts then
+    local total, run = 0, 0
+    for _, t in ipairs(a.tracks) do total = total + t.duration end
+    local first = n
+    for i, t in ipairs(a.tracks) do
+      run = run + t.duration
+      if run >= total / 2 then first = i; break end
+    end
+    if first == n and n > 1 then first = n - 1 end
+    counts = n > 1 and { first, n - first } or { 1 }
+  end
+  local sides, notes, k = {}, {}, 0
+  for si, c in ipairs(counts) do
+    local side = { name = string.char(64 + si), tracks = {}, minutes = 0 }
+    for _ = 1, c do
+      k = k + 1
+      side.tracks[#side.tracks + 1] = k
+      side.minutes = side.minutes + a.tracks[k].duration / 60
+    end
+    local order = {}
+    for i, x in ipairs(side.tracks) do order[i] = x end
+    local function fig(x, key)
+      local v = records[x].after and records[x].after[key]
+      return type(v) == "number" and v == v and v > -math.huge and v or -math.huge
+    end
+    table.sort(order, function(p, q)
+      local lp, lq = fig(p, "integrated"), fig(q, "integrated")
+      if math.abs(lp - lq) > 0.5 then return lp > lq end
+      local rp, rq = fig(p, "lra"), fig(q, "lra")
+      if rp ~= rq then return rp > rq end
+      return p < q
+    end)
+    side.suggested = order
+    local same = true
+    for i = 1, #order do same = same and order[i] == side.tracks[i] end
+    if not same then
+      local names = {}
+      for i, x in ipairs(order) do names[i] = ("%d"):format(x) end
+      notes[#notes + 1] = ("Vinyl side %s: louder, more dynamic tracks cut best on the outer grooves; consider the order %s."):format(
+        side.name, table.concat(names, ", "))
+    end
+    if side.minutes > M.vinyl_limits.side_minutes then
+      notes[#notes + 1] = ("Vinyl side %s runs %.1f min: past %g min a 12-inch side at 33 1/3 is cut quieter."):format(
+        side.name, side.minutes, M.vinyl_limits.side_minutes)
+    end
+    sides[si] = side
+  end
+  return sides, notes
+end
+
+local function check_vinyl(a)
+  local v = a.vinyl
+  if v == nil or v == false then a.vinyl = nil; return end
+  if v == true then v = {}; a.vinyl = v end
+  local okk, e = pcall(util.check_options, "vinyl", v, { mono_below = true, sides = true })
+  if not okk then fail("%s", e) end
+  if v.mono_below ~= nil and not (type(v.mono_below) == "number" and v.mono_below >= 20 and v.mono_below <= 500) then
+    fail("vinyl: mono_below %s must be Hz between 20 and 500", tostring(v.mono_below))
+  end
+  if v.sides ~= nil then
+    local sum = 0
+    if type(v.sides) ~= "table" or #v.sides == 0 then fail("vinyl: sides must list the tracks per side, e.g. { 5, 4 }") end
+    for _, c in ipairs(v.sides) do
+      if math.type(c) ~= "integer" or c < 1 then fail("vinyl: sides %s: give whole track counts >= 1", tostring(c)) end
+      sum = sum + c
+    end
+    if sum ~= #a.tracks then fail("vinyl: sides hold %d tracks, the album has %d", sum, #a.tracks) end
+  end
+end
+
+-- ---- the whole job ---------------------------------------------------------------
+
+-- Remove what a killed run left in `dir`: hidden work files and folders
+-- of ours (".<name>.moonbus-...", ".moonbus-album-work-..."), nothing else.
+local function sweep(dir)
+  for _, name in ipairs(core.listdir(dir) or {}) do
+    if name:match("^%.moonbus%-album%-work%-") then
+      local sub = dir .. "/" .. name
+      for _, f in ipairs(core.listdir(sub) or {}) do os.remove(sub .. "/" .. f) end
+      os.remove(sub)
+    elseif name:match("^%..+%.moonbus%-") then
+      os.remove(dir .. "/" .. name)
+    end
+  end
+end
+
+local function hidden(path)
+  local dir, base = path:match("^(.*)/([^/]*)$")
+  local ext = base:match("%.[^.]*$") or ""
+  return ("%s/.%s.moonbus-album-%d%s"):format(dir, base, core.pid(), ext)
+end
+
+--- Master and deliver the album `a` (from M.load). Options: out (folder,
+-- default: the album file's name without .lua, beside it), mode ("album"
+-- or "track", overrides the file's), log (function(line)). Writes
+--   out/album.wav, album.cue, album.toc   the CD image (unless cd = false)
+--   out/tracks/NN Title.wav               the digital release
+--   out/qc/report.json, report.html       the QC report
+-- Everything is rendered under hidden names and renamed into place only
+-- when all of it is done: a failure leaves the folder as it was. Returns
+-- a summary (the QC counts, `failures`, `files`, `records`).
+function M.make(a, o)
+  o = o or {}
+  local function log(fmt, ...) if o.log then o.log(fmt:format(...)) end end
+  if o.mode then
+    if o.mode ~= "album" and o.mode ~= "track" then
+      fail("mode '%s': use \"album\" or \"track\"", tostring(o.mode))
+    end
+    a.mode = o.mode
+  end
+  check_vinyl(a)
+  M.layout(a)
+  local cd = require "moonbus.cdimage"
+  local want_cd = a.cd ~= false
+  local cue_text, toc_text
+  if want_cd then
+    -- the sheets first: their rules (4 s tracks, 99 minutes, text) fail
+    -- before any rendering
+    cue_text, toc_text = cd.cue(cd_album(a)), cd.toc(cd_album(a))
+  end
+  local s = a.settings
+  local rate = s.rate or a.tracks[1].rate
+  local bits = s.bits
+  local chain = M.chain_of(a)
+  local out = o.out or (a.path and a.path:gsub("%.lua$", "") ~= a.path and a.path:gsub("%.lua$", ""))
+    or fail("give an output folder")
+  local tracks_dir = out .. "/tracks"
+
+  -- what will be written, and where it waits until everything is done
+  local files = {}
+  local function plan_file(path) local f = { path = path, tmp = hidden(path) }; files[#files + 1] = f; return f end
+  local digital = {}
+  for i, t in ipairs(a.tracks) do
+    digital[i] = plan_file(tracks_dir .. "/" .. M.track_file(t))
+    local from, length = window(a, i)
+    digital[i].from, digital[i].length = from, length
+  end
+  local image, cue_file, toc_file
+  if want_cd then
+    image = plan_file(out .. "/album.wav")
+    cue_file, toc_file = plan_file(out .. "/album.cue"), plan_file(out .. "/album.toc")
+  end
+  for _, f in ipairs(files) do
+    for _, t in ipairs(a.tracks) do
+      if core.same_file(f.path, t.path) then fail("%s: its file '%s' would be overwritten by an output; choose another --out", t.name, t.file) end
+    end
+  end
+  -- folders: made now, removed again if the run fails and they stay empty
+  local made = {}
+  for _, d in ipairs { out, tracks_dir, out .. "/qc" } do
+    if not core.stat(d) then made[#made + 1] = d end
+    local ok, err = core.mkdir(d)
+    if not ok then fail("%s", err) end
+  end
+  sweep(out)
+  sweep(tracks_dir)
+
+  local work = ("%s/.moonbus-album-work-%d"):format(out, core.pid())
+  local ok0, err0 = core.mkdir(work)
+  if not ok0 then fail("%s", err0) end
+  local function cleanup()
+    for _, f in ipairs(files) do os.remove(f.tmp) end
+    for _, name in ipairs(core.listdir(work) or {}) do os.remove(work .. "/" .. name) end
+    os.remove(work)
+  end
+  local function abandon(err)
+    cleanup()
+    for k = #made, 1, -1 do os.remove(made[k]) end -- only if empty
+    error(err, 0)
+  end
+
+  local ok, result = pcall(function()
+    local duration = a.frames / FPS
+    local mono = a.vinyl and a.vinyl.mono_below
+    -- Dither after the limiter adds up to 2 LSB to a peak: at 16 bits
+    -- 0.0006 dB at -1 dBTP. Limit 0.01 dB lower, so that the integer
+    -- files keep under the ceiling too.
+    local ceiling = (bits < 32 or want_cd) and s.ceiling - M.dither_margin or s.ceiling
+    local deliver = {
+      target = s.name ~= "custom" and s.name or s.lufs, lufs = s.lufs, ceiling = ceiling,
+      bits = 32, rate = rate, chain = chain, max_limiting = a.max_limiting, progress = false,
+    }
+    local function master_one(input, output, what)
+      local d = {}
+      for k, v in pairs(deliver) do d[k] = v end
+      d.input, d.output = input, output
+      d.trace = require("moonbus.batch").trace_step(core.measure(input).duration)
+      d.log = function(line) log("%s: %s", what, line) end
+      local okm, rep = pcall(master.deliver, d)
+      if not okm then fail("%s: %s", what, (tostring(rep):gsub("^master: ", ""))) end
+      return rep
+    end
+    local pre, masters, reports, inputs = {}, {}, {}, {}
+    local overlaps = false
+    for _, t in ipairs(a.tracks) do overlaps = overlaps or t.xfade ~= nil end
+    local ceiling_cd
+    if a.mode == "album" then
+      -- the album as one programme: the chain's trim is solved for the
+      -- whole, so every track moves by the same gain
+      local premaster = work .. "/premaster.wav"
+      local wins, mwins = {}, {}
+      for i in ipairs(a.tracks) do
+        pre[i] = ("%s/pre-%02d.wav"):format(work, i)
+        local from, length = window(a, i)
+        wins[i] = { path = pre[i], from = from, length = length }
+        mwins[i] = { path = ("%s/mw-%02d.wav"):format(work, i), from = from, length = length }
+      end
+      -- The chain's dynamics work harder on the loud tracks, so one trim
+      -- alone would narrow the album's loudness steps. Measure each
+      -- track's change in the master and trim the tracks that moved more
+      -- or less than the mean against it, until all move alike.
+      local pre_loud, trims = {}, {}
+      for round = 1, M.balance_rounds do
+        log("assembling the sequence%s", round > 1 and (" (balance round %d)"):format(round) or "")
+        M.assemble(a, premaster, rate, { vinyl_mono_below = mono, windows = round == 1 and wins or nil })
+        if round == 1 then
+          for i in ipairs(a.tracks) do pre_loud[i] = core.measure(pre[i]).integrated end
+        end
+        log("mastering the album")
+        reports.album = master_one(premaster, work .. "/master.wav", "the album")
+        render_sequence({ { path = work .. "/master.wav" } }, rate, 32, nil, mwins, duration)
+        local dev, sum, n = {}, 0, 0
+        for i in ipairs(a.tracks) do
+          local l = core.measure(mwins[i].path).integrated
+          if finite(l) and finite(pre_loud[i]) then
+            dev[i] = l - pre_loud[i]
+            sum, n = sum + dev[i], n + 1
+          end
+        end
+        local mean = n > 0 and sum / n or 0
+        local worst = 0
+        for i in pairs(dev) do worst = math.max(worst, math.abs(dev[i] - mean)) end
+        reports.shift, reports.balance_error, reports.rounds = mean, worst, round
+        log("balance: tracks move %+.2f dB, the farthest %.2f LU from that", mean, worst)
+        if worst <= M.balance_tolerance then break end
+        for i, d in pairs(dev) do
+          a.tracks[i].trim = (a.tracks[i].trim or 0) - (d - mean)
+          trims[i] = a.tracks[i].trim
+        end
+      end
+      inputs = { { path = work .. "/master.wav", start = 0 } }
+      reports.premaster = premaster
+      ceiling_cd = rate ~= cd.RATE and ceiling or nil
+    else
+      -- each track meets the target alone, its fades and gain included
+      for i, t in ipairs(a.tracks) do
+        pre[i] = ("%s/pre-%02d.wav"):format(work, i)
+        log("mastering %s", t.name)
+        M.assemble(a, pre[i], rate, { which = { i }, alone = true, vinyl_mono_below = mono })
+        masters[i] = ("%s/master-%02d.wav"):format(work, i)
+        reports[i] = master_one(pre[i], masters[i], t.name)
+        inputs[i] = { path = masters[i], start = t.start }
+      end
+      ceiling_cd = (overlaps or rate ~= cd.RATE) and ceiling or nil
+    end
+    local ceiling_digital = a.mode == "track" and overlaps and ceiling or nil
+    local outs = {}
+    for i, f in ipairs(digital) do outs[i] = { path = f.tmp, from = f.from, length = f.length } end
+    if want_cd and rate == cd.RATE and bits == 16 then
+      -- the digital tracks are the CD's: cut them from the image's render
+      outs[#outs + 1] = { path = image.tmp }
+      log("writing the CD image and the tracks")
+      render_sequence(inputs, rate, bits, ceiling_cd, outs, duration)
+    else
+      log("writing the tracks")
+      render_sequence(inputs, rate, bits, ceiling_digital, outs, duration)
+      if want_cd then
+        log("writing the CD image")
+        render_sequence(inputs, cd.RATE, 16, ceiling_cd, { { path = image.tmp } }, duration)
+      end
+    end
+    if want_cd then
+      for _, x in ipairs { { cue_file, cue_text }, { toc_file, toc_text } } do
+        local f = assert(io.open(x[1].tmp, "w"))
+        f:write(x[2])
+        f:close()
+      end
+    end
+    return { pre = pre, reports = reports }
+  end)
+  if not ok then abandon(result) end
+
+  -- QC of what is about to be delivered
+  local batch = require "moonbus.batch"
+  local records = {}
+  local okq, qerr = pcall(function()
+    local album_rep = result.reports.album
+    local shift = result.reports.shift
+    for i, t in ipairs(a.tracks) do
+      log("checking %s", t.name)
+      local before = core.analyse(result.pre[i])
+      local after = core.analyse(digital[i].tmp)
+      before.path, after.path = t.path, digital[i].path
+      local rep = result.reports[i] or album_rep
+      local target
+      if a.mode == "album" then
+        -- each track keeps its place relative to the album
+        target = { name = "album", lufs = before.integrated + shift, ceiling = s.ceiling, bits = bits, rate = rate }
+      else
+        target = { name = s.name == "custom" and ("%g LUFS"):format(s.lufs) or s.name, lufs = s.lufs,
+          ceiling = s.ceiling, bits = bits, rate = rate }
+      end
+      local rec = { id = ("track-%02d"):format(i), line = i, input = t.file,
+        output = "tracks/" .. M.track_file(t), title = t.title, isrc = t.isrc,
+        status = "done", target = target, before = before, after = after }
+      rec.checks, rec.verdict = batch.qc(after, before, target)
+      rec.master = { gain = rep.gain, max_gain_reduction = rep.max_gain_reduction,
+        compressor_gain_reduction = rep.compressor_gain_reduction, passes = rep.passes,
+        limiter_ceiling = rep.limiter_ceiling, balance_trim = t.trim }
+      local tr = rep.gr_trace
+      if tr and a.mode == "album" then
+        -- the album's gain reduction over this track's window
+        local from, length = window(a, i)
+        local first = math.floor(from / tr.interval) + 1
+        local last = length > 0 and math.floor((from + length) / tr.interval) or #tr.values
+        local v = {}
+        for k = first, math.min(last, #tr.values) do v[#v + 1] = tr.values[k] end
+        rec.gr = { interval = tr.interval, values = v }
+      else
+        rec.gr = tr
+      end
+      if a.vinyl then vinyl_checks(rec, digital[i].tmp) end
+      records[i] = rec
+    end
+    if want_cd then
+      log("checking the CD image")
+      local after = core.analyse(image.tmp)
+      local before = result.reports.premaster and core.analyse(result.reports.premaster) or {}
+      before.path, after.path = nil, image.path
+      local target = { name = "CD", lufs = a.mode == "album" and s.lufs or nil,
+        lufs_note = "each track at its target", ceiling = s.ceiling, bits = 16, rate = cd.RATE }
+      local rec = { id = "album", input = a.path and a.path:match("[^/]*$") or "album", output = "album.wav",
+        status = "done", target = target, before = before, after = after }
+      rec.checks, rec.verdict = batch.qc(after, before, target)
+      target.lufs_note = nil
+      if album_rep then
+        rec.master = { gain = album_rep.gain, max_gain_reduction = album_rep.max_gain_reduction,
+          compressor_gain_reduction = album_rep.compressor_gain_reduction, passes = album_rep.passes,
+          limiter_ceiling = album_rep.limiter_ceiling }
+        rec.gr = album_rep.gr_trace
+      end
+      records[#records + 1] = rec
+    end
+  end)
+  if not okq then abandon(qerr) end
+
+  -- deliver: everything is done, rename into place
+  for _, f in ipairs(files) do
+    local okr, why = os.rename(f.tmp, f.path)
+    if not okr then abandon(("album: cannot write '%s': %s"):format(f.path, tostring(why))) end
+  end
+  cleanup()
+  local meta = { title = ("moonbus album: %s"):format(a.title or (a.path or "album")),
+    manifest = a.path, mode = a.mode }
+  local notes
+  if a.vinyl then
+    local sides
+    sides, notes = vinyl_sides(a, records)
+    meta.vinyl = { mono_below = a.vinyl.mono_below, sides = sides }
+    meta.notes = notes
+  end
+  local summary = batch.write_records(meta, records, out .. "/qc/report")
+  summary.records, summary.notes, summary.out = records, notes, out
+  summary.files = {}
+  for i, f in ipairs(files) do summary.files[i] = f.path end
+  return summary
 end
 
 return M

@@ -616,10 +616,15 @@ function M.qc(after, before, s)
   end
   local function finite(x) return type(x) == "number" and x == x and x > -math.huge and x < math.huge end
   local lufs = s.lufs
-  local d = finite(after.integrated) and math.abs(after.integrated - lufs) or math.huge
-  add("integrated", "Integrated loudness", after.integrated, "LUFS",
-    ("%s ±%.1f"):format(fmt_num(lufs), L.loudness_pass),
-    d <= L.loudness_pass and "pass" or d <= L.loudness_warn and "warn" or "fail")
+  if lufs == nil then
+    -- nothing to meet (an album's CD image in track mode: its tracks do)
+    add("integrated", "Integrated loudness", after.integrated, "LUFS", s.lufs_note or "not targeted", "pass")
+  else
+    local d = finite(after.integrated) and math.abs(after.integrated - lufs) or math.huge
+    add("integrated", "Integrated loudness", after.integrated, "LUFS",
+      ("%s ±%.1f"):format(fmt_num(lufs), L.loudness_pass),
+      d <= L.loudness_pass and "pass" or d <= L.loudness_warn and "warn" or "fail")
+  end
   local lra_lost = finite(before.lra) and finite(after.lra) and before.lra - after.lra or 0
   add("lra", "Loudness range", after.lra, "LU",
     ("loses < %g LU (before %s)"):format(L.lra_loss_warn, fmt_num(before.lra)),
@@ -697,6 +702,7 @@ local function trace_step(duration)
   while duration / step > 600 do step = step * 2 end
   return step
 end
+M.trace_step = trace_step
 
 --- Run one job and return its QC record (raises on failure).
 function M.run_job(job, plan)
@@ -909,12 +915,40 @@ local function light(rec)
   return r
 end
 
+--- Write `base`.json and `base`.html for QC records (full records, in
+-- order): `meta` gives the page's title, manifest, shard, notes and any
+-- more top-level fields for the JSON. Returns the summary counts and the
+-- list of failed and QC-failing records. moonbus album writes its report
+-- with this too.
+function M.write_records(meta, records, base)
+  local summary = { jobs = #records, pass = 0, warn = 0, fail = 0, error = 0 }
+  local failures = {}
+  for _, rec in ipairs(records) do
+    summary[rec.verdict] = (summary[rec.verdict] or 0) + 1
+    if rec.verdict == "error" or rec.verdict == "fail" then failures[#failures + 1] = rec end
+  end
+  local page = { generated = iso_now(), moonbus = core.version, summary = summary, jobs = records }
+  for k, v in pairs(meta) do page[k] = v end
+  local lights = {}
+  for i, r in ipairs(records) do lights[i] = light(r) end
+  local doc = {}
+  for k, v in pairs(page) do doc[k] = v end
+  doc.jobs = #lights > 0 and lights or EMPTY
+  local ok, err = core.write_atomic(base .. ".json", encode(doc))
+  if not ok then fail("%s", err) end
+  local html = require("moonbus.report").html(page)
+  ok, err = core.write_atomic(base .. ".html", html)
+  if not ok then fail("%s", err) end
+  summary.failures = failures
+  summary.html, summary.json = base .. ".html", base .. ".json"
+  return summary
+end
+
 --- Write report.json and report.html for `jobs` (in manifest order) to
 -- `base`.json/.html; returns the summary counts and the lists of failed
 -- and QC-failing jobs.
 function M.write_report(plan, jobs, base)
-  local records, summary = {}, { jobs = #jobs, pass = 0, warn = 0, fail = 0, error = 0 }
-  local failures = {}
+  local records = {}
   for _, job in ipairs(jobs) do
     local rec = read_json(record_path(plan, job.id))
     if not rec or rec.id ~= job.id then
@@ -924,27 +958,9 @@ function M.write_report(plan, jobs, base)
     -- the manifest's view of the job wins over a stale record's
     rec.line, rec.input, rec.output = job.line, job.input_rel, job.output_rel
     records[#records + 1] = rec
-    summary[rec.verdict] = (summary[rec.verdict] or 0) + 1
-    if rec.verdict == "error" or rec.verdict == "fail" then failures[#failures + 1] = rec end
   end
-  local stem = basename(plan.manifest)
-  local batch = {
-    title = "moonbus batch: " .. stem, manifest = plan.manifest, generated = iso_now(),
-    moonbus = core.version, shard = plan.shard, summary = summary, jobs = records,
-  }
-  local lights = {}
-  for i, r in ipairs(records) do lights[i] = light(r) end
-  local ok, err = core.write_atomic(base .. ".json", encode {
-    title = batch.title, manifest = batch.manifest, generated = batch.generated,
-    moonbus = batch.moonbus, shard = batch.shard, summary = summary,
-    jobs = #lights > 0 and lights or EMPTY })
-  if not ok then fail("%s", err) end
-  local html = require("moonbus.report").html(batch)
-  ok, err = core.write_atomic(base .. ".html", html)
-  if not ok then fail("%s", err) end
-  summary.failures = failures
-  summary.html, summary.json = base .. ".html", base .. ".json"
-  return summary
+  return M.write_records({ title = "moonbus batch: " .. basename(plan.manifest),
+    manifest = plan.manifest, shard = plan.shard }, records, base)
 end
 
 --- Merge the shards' journals and records into one journal and report.

@@ -8,7 +8,8 @@
 -- `batch` is the table the batch runner builds (title, manifest, generated,
 -- moonbus, shard, summary, jobs; each job with id, line, input, output,
 -- target, status, error, verdict, seconds, master, before, after, checks,
--- gr). Any figure may be missing; NaN and infinities (the analyser's -inf
+-- gr), and optionally `notes` (lines of advice shown under the header).
+-- Any figure may be missing; NaN and infinities (the analyser's -inf
 -- for levels of silence) count as missing too, so that the page agrees
 -- with report.json, where JSON cannot carry them. In series (short-term
 -- loudness, spectrum, gain reduction), a hole may be nil or false.
@@ -681,6 +682,12 @@ local function header(b, batch)
     item("Shard", format("%s of %s", tostring(shard.index), tostring(shard.count or "?")))
   end
   b[#b + 1] = "</dl>"
+  -- notes: lines of advice for the whole run (an album's vinyl side order)
+  if type(batch.notes) == "table" and #batch.notes > 0 then
+    b[#b + 1] = '<ul class="notes">'
+    for _, n in ipairs(batch.notes) do b[#b + 1] = format("<li>%s</li>", esc(n)) end
+    b[#b + 1] = "</ul>"
+  end
   local counts = summary_counts(batch)
   b[#b + 1] = format('<p class="summary"><span class="total">%s jobs</span>', esc(counts.jobs))
   for _, v in ipairs(M.verdicts) do
