@@ -27,7 +27,7 @@
 
 #include "mb_module.h"
 
-enum { P_BITS, P_SHAPE, P_SEED };
+enum { P_BITS, P_SHAPE, P_SEED, P_BLANK };
 enum { SH_TPDF, SH_LIGHT, SH_E, SH_F, SH_COUNT };
 
 #define NTAP 9     /* longest error-feedback filter */
@@ -65,6 +65,8 @@ typedef struct {
   int nch, bits, shape, ntap;
   int fallback; /* a curve was asked for at a rate without one: TPDF used */
   uint32_t seed;
+  int blank;       /* digital silence in, digital silence out */
+  int64_t blanked; /* frames written as silence by `blank` */
   double scale, inv; /* S and 1/S */
   double top, bot;   /* largest and smallest code, LSB */
   double lim;        /* |x S| is clamped to this before quantising */
@@ -309,6 +311,18 @@ static void process(void *st, const mb_block *b) {
     int m = n - i < CHUNK ? n - i : CHUNK;
     if (m > to_wrap) m = (int)to_wrap;
     const uint32_t lo = (uint32_t)p, hi = (uint32_t)((uint64_t)p >> 32);
+    /* blank: which frames are silent on every channel, read before the
+     * output (which may share the input's memory) is written */
+    unsigned char silent[CHUNK];
+    int any_silent = 0;
+    if (s->blank) {
+      for (int j = 0; j < m; j++) silent[j] = 1;
+      for (int c = 0; c < nch; c++) {
+        const float *x = b->in[0][c] + i;
+        for (int j = 0; j < m; j++) silent[j] &= x[j] == 0.0f;
+      }
+      for (int j = 0; j < m; j++) any_silent |= silent[j];
+    }
     for (int c0 = 0; c0 < nch; c0 += 2) {
       const int K = nch - c0 >= 2 ? 2 : 1;
       uint32_t key[2];
@@ -326,6 +340,13 @@ static void process(void *st, const mb_block *b) {
         cl += shape_any(&g, s->ch + c0, s->c, K, s->ntap, x, y, m, lo, key);
       }
     }
+    if (any_silent) {
+      for (int c = 0; c < nch; c++) {
+        float *y = b->out[c] + i;
+        for (int j = 0; j < m; j++) y[j] = silent[j] ? 0.0f : y[j];
+      }
+      for (int j = 0; j < m; j++) s->blanked += silent[j];
+    }
     i += m;
   }
   s->clipped += cl;
@@ -335,6 +356,7 @@ static void reset(void *st) {
   dither_state *s = st;
   memset(s->ch, 0, sizeof s->ch);
   s->clipped = 0;
+  s->blanked = 0;
 }
 
 static mb_status create(void *st, const mb_config *c, char *err,
@@ -354,6 +376,7 @@ static mb_status create(void *st, const mb_config *c, char *err,
   s->nch = c->in_channels[0];
   s->bits = bits;
   s->seed = (uint32_t)c->values[P_SEED];
+  s->blank = c->values[P_BLANK] != 0;
   s->scale = ldexp(1.0, bits - 1);
   s->inv = 1 / s->scale;
   s->top = s->scale - 1;
@@ -372,10 +395,12 @@ static mb_status create(void *st, const mb_config *c, char *err,
 static int results(const void *st, const char **names, double *values,
                    int max) {
   const dither_state *s = st;
-  const char *nm[] = {"clipped", "fallback_tpdf", "shape_used", "bits"};
-  const double val[] = {(double)s->clipped, s->fallback, s->shape, s->bits};
+  const char *nm[] = {"clipped", "fallback_tpdf", "shape_used", "bits",
+                      "blanked"};
+  const double val[] = {(double)s->clipped, s->fallback, s->shape, s->bits,
+                        (double)s->blanked};
   int k = 0;
-  for (; k < 4 && k < max; k++) names[k] = nm[k], values[k] = val[k];
+  for (; k < 5 && k < max; k++) names[k] = nm[k], values[k] = val[k];
   return k;
 }
 
@@ -394,6 +419,10 @@ static const mb_param_desc params[] = {
     [P_SEED] = {.id = "seed", .unit = "", .type = MB_PARAM_INT, .min = 0,
                 .max = 999999, .def = 0, .flags = MB_PARAM_STRUCTURAL,
                 .help = "noise seed; the same seed gives the same render"},
+    [P_BLANK] = {.id = "blank", .unit = "", .type = MB_PARAM_BOOL, .def = 0,
+                 .flags = MB_PARAM_STRUCTURAL,
+                 .help = "write digital silence where the input is digital "
+                         "silence (CD gaps)"},
 };
 
 const mb_module_desc mb_mod_dither = {
@@ -422,12 +451,16 @@ const mb_module_desc mb_mod_dither = {
         "`seed`: renders repeat exactly and do not depend on the block "
         "size. Results: `clipped` (samples saturated), `fallback_tpdf`, "
         "`shape_used` (index into the shape list actually used, 0 = tpdf), "
-        "`bits`. Place it last, after any gain or limiting.",
+        "`bits`, `blanked`. `blank` writes exact zeros for every frame "
+        "whose input is exactly zero on all channels (auto-blanking: the "
+        "gaps of a CD image stay digital silence; the noise-shaping state "
+        "runs on as if dithered), and counts them in `blanked`. Place it "
+        "last, after any gain or limiting.",
     .inputs = inputs,
     .n_inputs = 1,
     .has_output = 1,
     .params = params,
-    .n_params = 3,
+    .n_params = 4,
     .state_size = sizeof(dither_state),
     .create = create,
     .process = process,

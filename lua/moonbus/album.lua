@@ -316,20 +316,61 @@ local function window(a, i)
   return t.index1 / FPS, nxt and (nxt.index1 - t.index1) / FPS or 0
 end
 
+-- The gaps as digital silence. The chain rings on after a track ends (a
+-- high-pass filter's tail, a few hundred samples under 1 %); a gap must
+-- hold nothing but zeros, as a plant's and a player's silence detection
+-- expect. Per gap: a raised-cosine fade from the end of the track before
+-- it to the gap's first frame (only the ringing is there), then zeros up
+-- to the next INDEX 01; the same fade after the last track. A `lua` node
+-- that touches only the blocks a gap crosses.
+local function gap_gate(g, a, rate)
+  local spf = rate / FPS
+  local function at(frames) return math.floor(frames * spf + 0.5) end
+  local function track_end(t) return math.floor(t.start * rate + 0.5) + math.floor(t.duration * rate + 0.5) end
+  local regions = {} -- { fade from, zeros from, zeros to } in samples
+  for i, t in ipairs(a.tracks) do
+    if t.index0 then
+      local zero = at(t.index0)
+      local prev = a.tracks[i - 1]
+      regions[#regions + 1] = { prev and math.min(zero, track_end(prev)) or zero, zero, at(t.index1) }
+    end
+  end
+  local last, stop = a.tracks[#a.tracks], at(a.frames)
+  regions[#regions + 1] = { math.min(stop, track_end(last)), stop, stop }
+  local cos, pi, max, min = math.cos, math.pi, math.max, math.min
+  return g:add("lua", { name = "gaps", process = function(block)
+    local p0 = math.floor(block.time * rate + 0.5)
+    local p1 = p0 + block.frames
+    for _, r in ipairs(regions) do
+      local fade, zero, stop_at = r[1], r[2], r[3]
+      if fade < p1 and stop_at > p0 then
+        for c = 1, block.channels do
+          local ch = block[c]
+          for p = max(fade, p0), min(stop_at, p1) - 1 do
+            ch[p - p0 + 1] = p >= zero and 0 or ch[p - p0 + 1] * (0.5 + 0.5 * cos(pi * (p - fade + 0.5) / (zero - fade)))
+          end
+        end
+      end
+    end
+  end })
+end
+
 -- Render mastered material on the time line: `inputs` ({ path, start })
--- summed, through a true-peak limiter at `ceiling` when one is given (a
--- sum of overlaps or a resampled master may peak higher than what was
--- mastered), dithered to `bits`, into `outputs` ({ path, from, length }).
-local function render_sequence(inputs, rate, bits, ceiling, outputs, duration)
+-- summed, the gaps made digital silence, through a true-peak limiter at
+-- `ceiling` when one is given (a sum of overlaps or a resampled master
+-- may peak higher than what was mastered), dithered to `bits` (silence
+-- stays silence), into `outputs` ({ path, from, length }).
+local function render_sequence(a, inputs, rate, bits, ceiling, outputs, duration)
   local g = core.graph(rate, nil)
   local last = g:add("gain", { name = "sum", gain = 0 })
   for i, x in ipairs(inputs) do
     g:connect(g:add("input", { name = ("master%d"):format(i), path = x.path, start = x.start or 0 }), last)
   end
+  last = g:chain(last, gap_gate(g, a, rate))
   if ceiling then
     last = g:chain(last, g:add("limiter", { name = "limiter", ceiling = ceiling, release = 100, true_peak = true }))
   end
-  if bits < 32 then last = g:chain(last, g:add("dither", { name = "dither", bits = bits })) end
+  if bits < 32 then last = g:chain(last, g:add("dither", { name = "dither", bits = bits, blank = true })) end
   for _, w in ipairs(outputs) do
     g:connect(last, g:add("output", { path = w.path, bits = bits, from = w.from or 0, length = w.length or 0 }))
   end
@@ -643,7 +684,7 @@ function M.make(a, o)
         end
         log("mastering the album")
         reports.album = master_one(premaster, work .. "/master.wav", "the album")
-        render_sequence({ { path = work .. "/master.wav" } }, rate, 32, nil, mwins, duration)
+        render_sequence(a, { { path = work .. "/master.wav" } }, rate, 32, nil, mwins, duration)
         local dev, sum, n = {}, 0, 0
         for i in ipairs(a.tracks) do
           local l = core.measure(mwins[i].path).integrated
@@ -676,6 +717,9 @@ function M.make(a, o)
         reports[i] = master_one(pre[i], masters[i], t.name)
         inputs[i] = { path = masters[i], start = t.start }
       end
+      -- the unmastered sequence too, as the CD image's "before" in QC
+      reports.premaster = work .. "/premaster.wav"
+      M.assemble(a, reports.premaster, rate, { vinyl_mono_below = mono })
       ceiling_cd = (overlaps or rate ~= cd.RATE) and ceiling or nil
     end
     local ceiling_digital = a.mode == "track" and overlaps and ceiling or nil
@@ -685,13 +729,13 @@ function M.make(a, o)
       -- the digital tracks are the CD's: cut them from the image's render
       outs[#outs + 1] = { path = image.tmp }
       log("writing the CD image and the tracks")
-      render_sequence(inputs, rate, bits, ceiling_cd, outs, duration)
+      render_sequence(a, inputs, rate, bits, ceiling_cd, outs, duration)
     else
       log("writing the tracks")
-      render_sequence(inputs, rate, bits, ceiling_digital, outs, duration)
+      render_sequence(a, inputs, rate, bits, ceiling_digital, outs, duration)
       if want_cd then
         log("writing the CD image")
-        render_sequence(inputs, cd.RATE, 16, ceiling_cd, { { path = image.tmp } }, duration)
+        render_sequence(a, inputs, cd.RATE, 16, ceiling_cd, { { path = image.tmp } }, duration)
       end
     end
     if want_cd then
