@@ -751,6 +751,11 @@ function M.make(a, o)
 
   -- QC of what is about to be delivered
   local batch = require "moonbus.batch"
+  local function master_facts(rep)
+    return { gain = rep.gain, max_gain_reduction = rep.max_gain_reduction,
+      compressor_gain_reduction = rep.compressor_gain_reduction, passes = rep.passes,
+      limiter_ceiling = rep.limiter_ceiling }
+  end
   local records = {}
   local okq, qerr = pcall(function()
     local album_rep = result.reports.album
@@ -773,9 +778,8 @@ function M.make(a, o)
         output = "tracks/" .. M.track_file(t), title = t.title, isrc = t.isrc,
         status = "done", target = target, before = before, after = after }
       rec.checks, rec.verdict = batch.qc(after, before, target)
-      rec.master = { gain = rep.gain, max_gain_reduction = rep.max_gain_reduction,
-        compressor_gain_reduction = rep.compressor_gain_reduction, passes = rep.passes,
-        limiter_ceiling = rep.limiter_ceiling, balance_trim = t.trim }
+      rec.master = master_facts(rep)
+      rec.master.balance_trim = t.trim
       local tr = rep.gr_trace
       if tr and a.mode == "album" then
         -- the album's gain reduction over this track's window
@@ -803,9 +807,7 @@ function M.make(a, o)
       rec.checks, rec.verdict = batch.qc(after, before, target)
       target.lufs_note = nil
       if album_rep then
-        rec.master = { gain = album_rep.gain, max_gain_reduction = album_rep.max_gain_reduction,
-          compressor_gain_reduction = album_rep.compressor_gain_reduction, passes = album_rep.passes,
-          limiter_ceiling = album_rep.limiter_ceiling }
+        rec.master = master_facts(album_rep)
         rec.gr = album_rep.gr_trace
       end
       records[#records + 1] = rec

@@ -153,6 +153,13 @@ def main():
     hostile = np.concatenate([np.zeros(q), np.full(q, 1e-40), np.full(q, 0.5), sq, 2 * sq,
                               0.5 * rng.standard_normal(q // 10), np.zeros(q)])
     put("hostile", np.clip(hostile, -2, 2), 48000)
+    # blank: programme, exact silence on both channels, silence on the
+    # right channel only, programme again (0.5 s each, stereo)
+    h = 24000
+    pr = programme(2, 48000, rms_db=-30, ch=2)
+    one_side = pr[2 * h:3 * h].copy()
+    one_side[:, 1] = 0
+    put("blank_in", np.concatenate([pr[:h], np.zeros((h, 2)), one_side, pr[3 * h:4 * h]]), 48000)
 
     # ---- the renders: (tag, input, rate, dither options, file bits, block)
     cases = [
@@ -173,6 +180,9 @@ def main():
         ("stsil", "silst48", 48000, 'bits = 16', 16, 4096),
         ("hostile_tpdf", "hostile", 48000, 'bits = 16', 32, 1000),
         ("hostile_f", "hostile", 48000, 'bits = 16, shape = "f-weighted"', 32, 1000),
+        ("blank_tpdf", "blank_in", 48000, 'bits = 16, blank = true', 16, 1000),
+        ("blank_f", "blank_in", 48000, 'bits = 16, shape = "f-weighted", blank = true', 16, 1000),
+        ("noblank", "blank_in", 48000, 'bits = 16', 16, 1000),
     ]
     for sh in ["tpdf"] + SHAPES:
         for blk in (64, 1000):
@@ -196,6 +206,7 @@ local function run(tag, inp, rate, opts, obits, block)
   emit(tag .. ".fallback", dn.fallback_tpdf)
   emit(tag .. ".shape_used", dn.shape_used)
   emit(tag .. ".wclipped", st.outputs[1].clipped)
+  emit(tag .. ".blanked", dn.blanked)
 end
 local function bad(tag, opts)
   local ok, e = pcall(function()
@@ -376,6 +387,30 @@ bad("seed", { seed = -1 })
         over = int(np.sum(np.abs(inputs["hostile"]) > 1))
         T.check(vals.get(tag + ".clipped") >= over, "%s: %s samples reported clipped (input has "
                 "%d beyond full scale)" % (tag, vals.get(tag + ".clipped"), over))
+
+    # 9. blank: digital silence in, digital silence out; everything else
+    # dithered as without it
+    x = inputs["blank_in"]
+    h = 24000
+    silent = np.all(x == 0, axis=1)
+    for tag in ("blank_tpdf", "blank_f"):
+        y = out(tag)
+        T.check(np.all(y[silent] == 0), "%s: %d frames of silence in, %d non-zero samples out (0)" % (
+            tag, int(np.sum(silent)), int(np.count_nonzero(y[silent]))))
+        T.check(vals.get(tag + ".blanked") == int(np.sum(silent)), "%s: blanked %s frames (%d silent)" % (
+            tag, vals.get(tag + ".blanked"), int(np.sum(silent))))
+        right = y[2 * h:3 * h, 1]
+        # TPDF of +-1 LSB rounds a zero to a non-zero code when |d| > 1/2:
+        # a quarter of the samples (more with shaping)
+        T.check(np.count_nonzero(right) > h // 5, "%s: a channel silent beside a sounding one is "
+                "dithered (%d of %d samples non-zero, expected >= 1/4)" % (tag, np.count_nonzero(right), h))
+    e = err_lsb(x[:h, 0], out("blank_tpdf")[:h, 0], 16)
+    v = float(np.var(e))
+    T.check(abs(v - 0.25) <= 0.02, "blank_tpdf: error variance over programme %.4f LSB^2 (0.25 +-0.02)" % v)
+    same = np.array_equal(out("blank_tpdf")[~silent], out("noblank")[~silent])
+    T.check(same, "blank changes nothing outside the silence (tpdf, sample for sample)")
+    n0 = int(np.count_nonzero(out("noblank")[silent]))
+    T.check(n0 > 0, "control: without blank the silence is dithered (%d non-zero samples)" % n0)
 
     T.finish()
 
