@@ -1,5 +1,6 @@
 --- moonbus album ALBUM.lua [--out DIR] [--mode album|track] [--target T]
---                         [--lufs L] [--ceiling C] [--quiet] [--verbose]
+--                         [--lufs L] [--ceiling C] [--max-limiting DB]
+--                         [--quiet] [--verbose]
 --
 -- Masters an album with one chain and delivers it: the CD image (44.1 kHz
 -- 16-bit, dithered) with its CUE sheet and cdrdao TOC, the track files for
@@ -18,6 +19,7 @@ p:option("--mode", "album: the album meets the target, tracks keep their relativ
 p:option("--target", "overrides the file's: spotify, apple, youtube, tidal, ebu, or a LUFS figure")
 p:option("--lufs", "integrated loudness (LUFS); overrides the file's"):convert(tonumber)
 p:option("--ceiling", "true-peak ceiling (dBTP); overrides the file's"):convert(tonumber)
+p:option("--max-limiting", "largest limiter gain reduction accepted (dB); overrides the file's"):convert(tonumber)
 p:flag("-q --quiet", "print only problems and the summary")
 p:flag("-v --verbose", "print each step and render pass on stderr")
 local a = cli.parse(p, { ... })
@@ -28,7 +30,7 @@ if a.target and not master.targets[a.target] and not tonumber(a.target) then
     table.concat(master.target_names, ", "), hint and ("; did you mean '%s'?"):format(hint) or ""))
 end
 local overrides = { target = a.target and (tonumber(a.target) or a.target), lufs = a.lufs,
-  ceiling = a.ceiling, mode = a.mode }
+  ceiling = a.ceiling, mode = a.mode, max_limiting = a.max_limiting }
 local log = a.verbose and function(line) io.stderr:write("moonbus: album: ", line, "\n") end or nil
 local alb = album.load(a.album, overrides)
 local s = album.make(alb, { out = a.out, log = log })

@@ -693,6 +693,32 @@ def main():
                 "%s: exit %d, one stderr line naming %s: %r" % (name, rc, expect, err.strip()[:300]))
         T.check(not os.path.exists(os.path.join(od, "album.wav")) and not written,
                 "%s: nothing written in %s/: %s" % (name, os.path.basename(od), written or "no files"))
+
+    # ---- E: a failure while rendering (the limiting budget) -------------------
+    # Into A's delivered folder: every file stays as it was (same inode,
+    # mtime and size), no hidden work file is left; into a new folder: the
+    # folder is not left behind.
+    T.note("== E: failure while rendering")
+    def snapshot(top):
+        snap = {}
+        for root, dirs, files in os.walk(top):
+            for f in files + [x for x in dirs if x.startswith(".")]:
+                st = os.stat(os.path.join(root, f))
+                snap[os.path.relpath(os.path.join(root, f), top)] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        return snap
+    E_LUA = A_LUA.replace('target = "spotify",', 'lufs = -4, max_limiting = 0.5,')
+    album_lua(d, "loud.lua", E_LUA)
+    before = snapshot(A_out)
+    for what, od in (("into the delivered folder", A_out), ("into a new folder", os.path.join(d, "out-e"))):
+        rc, out, err, secs, _ = run_album(["loud.lua", "--out", od, "-q"], d, od)
+        lines = err.strip().splitlines()
+        T.check(rc == 1 and len(lines) == 1 and lines[0].startswith("moonbus: album: ") and "limiting" in lines[0],
+                "E %s: exit %d, one error line naming the limiting: %r" % (what, rc, err.strip()[:300]))
+    after = snapshot(A_out)
+    T.check(after == before and len(before) >= 9, "E: the delivered folder is unchanged (%d files, same inode, "
+            "mtime and size; added %s, changed %s)" % (len(before), sorted(set(after) - set(before)),
+                                                      sorted(k for k in before if after.get(k) != before[k])))
+    T.check(not os.path.exists(os.path.join(d, "out-e")), "E: the new folder is not left behind")
     T.finish()
 
 
