@@ -155,6 +155,14 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
+/* core.alive(pid) -> whether a process with this id exists (whose work
+ * files a sweep must leave alone) */
+static int l_alive(lua_State *L) {
+  const pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  lua_pushboolean(L, pid > 0 && (kill(pid, 0) == 0 || errno == EPERM));
+  return 1;
+}
+
 /* core.pid() -> this process's id (names of work files) */
 static int l_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
@@ -408,7 +416,7 @@ const luaL_Reg mb_lua_sys[] = {
     {"trap_interrupt", l_trap_interrupt}, {"interrupted", l_interrupted},
     {"wait", l_wait},         {"kill", l_kill},
     {"cpus", l_cpus},         {"clock", l_clock},
-    {"pid", l_pid},
+    {"pid", l_pid},           {"alive", l_alive},
     {"isatty", l_isatty},     {"stat", l_stat},
     {"listdir", l_listdir},   {"mkdir", l_mkdir},
     {"realpath", l_realpath}, {"hash", l_hash},

@@ -61,8 +61,15 @@ function M.load(path, overrides)
   if type(a) ~= "table" then fail("%s must return a table (the album)", path) end
   a.dir = dirname(path)
   a.path = path
-  -- the command line's settings win over the file's
-  for k, v in pairs(overrides or {}) do a[k] = v end
+  -- the command line's settings win over the file's; a target given
+  -- there replaces the file's loudness and ceiling too, unless they are
+  -- given with it
+  overrides = overrides or {}
+  if overrides.target ~= nil then
+    if overrides.lufs == nil then a.lufs = nil end
+    if overrides.ceiling == nil then a.ceiling = nil end
+  end
+  for k, v in pairs(overrides) do a[k] = v end
   return M.check(a)
 end
 
@@ -73,6 +80,10 @@ function M.check(a)
   local okk, e = pcall(util.check_options, "the album", a, album_keys)
   if not okk then fail("%s", e) end
   local dir = a.dir or "."
+  for _, k in ipairs { "title", "performer" } do
+    if a[k] ~= nil and type(a[k]) ~= "string" then fail("%s must be text, not a %s", k, type(a[k])) end
+  end
+  if a.cd ~= nil and type(a.cd) ~= "boolean" then fail("cd must be true or false, not %s", tostring(a.cd)) end
   local function resolve(p) return p:sub(1, 1) == "/" and p or (dir .. "/" .. p) end
   if a.upc ~= nil then
     local norm, why = cd.check_upc(tostring(a.upc))
@@ -86,7 +97,10 @@ function M.check(a)
   a.target = a.target or "spotify"
   local ok, s = pcall(master.resolve, { target = a.target, lufs = a.lufs, ceiling = a.ceiling,
     bits = a.bits, rate = a.rate })
-  if not ok then fail("%s", tostring(s):gsub("^master: ", "")) end
+  if not ok then
+    -- master's messages name its command-line flags; here they are keys
+    fail("%s", (tostring(s):gsub("^master: ", ""):gsub("%-%-([%a-]+)", function(k) return (k:gsub("%-", "_")) end)))
+  end
   if s.lufs == nil then fail("give the album a loudness (target or lufs): the '%s' target keeps each mix's own", s.name) end
   a.settings = s
   if a.chain then
@@ -101,11 +115,20 @@ function M.check(a)
     local okt, et = pcall(util.check_options, name, t, track_keys)
     if not okt then fail("%s", et) end
     t.number, t.name = i, name
+    t.trim = nil -- album mode's balance trims start afresh on every check
     if type(t.file) ~= "string" then fail("%s: no file", name) end
+    for _, k in ipairs { "title", "performer" } do
+      if t[k] ~= nil and type(t[k]) ~= "string" then fail("%s: %s must be text, not a %s", name, k, type(t[k])) end
+    end
     t.path = resolve(t.file)
     local okm, m = pcall(core.measure, t.path)
     if not okm then fail("%s: %s", name, tostring(m)) end
     t.duration, t.rate, t.channels, t.loudness = m.duration, m.rate, m.channels, m.integrated
+    t.silent = m.sample_peak == -math.huge -- digital silence: a spacer
+    if t.channels > 2 then
+      fail("%s: '%s' has %d channels; an album is stereo (mono tracks are played on both sides)",
+        name, t.file, t.channels)
+    end
     if t.isrc ~= nil then
       local norm, why = cd.check_isrc(tostring(t.isrc))
       if not norm then fail("%s: %s", name, why) end
@@ -120,11 +143,20 @@ function M.check(a)
     end
     if t.crossfade ~= nil then
       local x = type(t.crossfade) == "table" and t.crossfade or { length = t.crossfade }
+      local okx, ex = pcall(util.check_options, name .. "'s crossfade", x, { length = true, curve = true })
+      if not okx then fail("%s", ex) end
       if i == 1 then fail("%s: the first track cannot cross-fade (nothing before it)", name) end
       if not nonneg(x.length) or x.length == 0 then fail("%s: crossfade length must be seconds > 0", name) end
       x.curve = x.curve or "equal_power"
       if not M.curves[x.curve] then fail("%s: crossfade curve '%s' (equal_power or linear)", name, tostring(x.curve)) end
       if t.gap and t.gap > 0 then fail("%s: a gap and a crossfade exclude each other", name) end
+      if t.fade_in and t.fade_in > 0 then
+        fail("%s: a fade-in and a crossfade exclude each other (the crossfade is its fade-in)", name)
+      end
+      local prev = a.tracks[i - 1]
+      if type(prev) == "table" and prev.fade_out and prev.fade_out > 0 then
+        fail("%s: the crossfade is the fade-out of the track before it; remove that track's fade_out", name)
+      end
       t.xfade = x
     end
   end
@@ -132,11 +164,11 @@ function M.check(a)
   -- named first (it is the one whose setting is too long)
   for i, t in ipairs(a.tracks) do
     local prev = a.tracks[i - 1]
-    if t.xfade and t.xfade.length > t.duration then
-      fail("%s: the %.2f s crossfade is longer than the track (%.2f s)", t.name, t.xfade.length, t.duration)
+    if t.xfade and t.xfade.length >= t.duration then
+      fail("%s: the %.2f s crossfade is not shorter than the track (%.2f s)", t.name, t.xfade.length, t.duration)
     end
-    if t.xfade and t.xfade.length > prev.duration then
-      fail("%s: the %.2f s crossfade is longer than the track before it (%.2f s)", t.name,
+    if t.xfade and t.xfade.length >= prev.duration then
+      fail("%s: the %.2f s crossfade is not shorter than the track before it (%.2f s)", t.name,
         t.xfade.length, prev.duration)
     end
   end
@@ -202,33 +234,54 @@ local function fade_points(points, t0, len, rising, curve, base)
   end
 end
 
--- The envelope of track t (absolute seconds on the album's time line).
+-- A fade as a function of time: dB at t (0 dB outside it), from the
+-- points fade_points gives.
+local function fade_fn(t0, len, rising, curve)
+  local pts = {}
+  fade_points(pts, t0, len, rising, curve, 0)
+  return pts, function(t)
+    if t <= pts[1][1] then return pts[1][2] end
+    if t >= pts[#pts][1] then return pts[#pts][2] end
+    local k = math.min(#pts - 1, math.floor((t - t0) / len * (#pts - 1)) + 1)
+    local p, q = pts[k], pts[k + 1]
+    return p[2] + (q[2] - p[2]) * (t - p[1]) / (q[1] - p[1])
+  end
+end
+
+-- The envelope of track t (absolute seconds on the album's time line):
+-- its gain, times its fade-in (or the crossfade in) and its fade-out (or
+-- the next track's crossfade), added in dB where they meet on a short
+-- track.
 local function envelope(a, i)
   local t = a.tracks[i]
   local nxt = a.tracks[i + 1]
-  local pts = {}
   local t0, t1 = t.start, t.start + t.duration
   local base = t.gain + (t.trim or 0) -- trim: album mode's balance correction
+  local fades = {}
   if t.xfade then
-    fade_points(pts, t0, t.xfade.frames / FPS, true, t.xfade.curve, base)
+    fades[#fades + 1] = { fade_fn(t0, t.xfade.frames / FPS, true, t.xfade.curve) }
   elseif t.fade_in and t.fade_in > 0 then
-    fade_points(pts, t0, math.min(t.fade_in, t.duration), true, "equal_power", base)
-  else
-    pts[#pts + 1] = { t0, base }
+    fades[#fades + 1] = { fade_fn(t0, math.min(t.fade_in, t.duration), true, "equal_power") }
   end
   if nxt and nxt.xfade then
     local len = nxt.xfade.frames / FPS
-    pts[#pts + 1] = { t1 - len, base }
-    fade_points(pts, t1 - len, len, false, nxt.xfade.curve, base)
+    fades[#fades + 1] = { fade_fn(t1 - len, len, false, nxt.xfade.curve) }
   elseif t.fade_out and t.fade_out > 0 then
     local len = math.min(t.fade_out, t.duration)
-    pts[#pts + 1] = { t1 - len, base }
-    fade_points(pts, t1 - len, len, false, "equal_power", base)
+    fades[#fades + 1] = { fade_fn(t1 - len, len, false, "equal_power") }
   end
-  -- keep times increasing (a fade-in meeting a fade-out on a short track)
+  local times = { t0 }
+  for _, f in ipairs(fades) do
+    for _, p in ipairs(f[1]) do times[#times + 1] = p[1] end
+  end
+  table.sort(times)
   local out = {}
-  for _, p in ipairs(pts) do
-    if #out == 0 or p[1] >= out[#out][1] then out[#out + 1] = p end
+  for _, x in ipairs(times) do
+    if #out == 0 or x > out[#out][1] then
+      local db = base
+      for _, f in ipairs(fades) do db = db + f[2](x) end
+      out[#out + 1] = { x, math.max(-120, db) }
+    end
   end
   return out
 end
@@ -256,6 +309,13 @@ function M.assemble(a, path, rate, opts)
   for _, i in ipairs(which) do
     local t = a.tracks[i]
     local src = g:add("input", { name = ("track%d"):format(i), path = t.path, start = t.start - shift })
+    if t.channels == 1 then
+      -- a mono track plays on both sides, at its own level
+      local both = g:add("merge", { name = ("stereo%d"):format(i) })
+      g:connect(src, both, "in")
+      g:connect(src, both, "in2")
+      src = both
+    end
     local env = g:add("gain", { name = ("env%d"):format(i), gain = t.gain + (t.trim or 0) })
     local pts = envelope(a, i)
     for _, p in ipairs(pts) do p[1] = p[1] - shift end
@@ -283,7 +343,8 @@ function M.chain_of(a)
   if not a.chain_path then return master.default_chain end
   local f, err = loadfile(a.chain_path)
   if not f then fail("cannot load the chain: %s", err) end
-  local chain = f(master.CHAIN_ONLY)
+  local okc, chain = pcall(f, master.CHAIN_ONLY)
+  if not okc then fail("the chain script '%s': %s", a.chain, tostring(chain)) end
   if type(chain) ~= "function" then
     fail("the chain script '%s' must return its chain function when loaded with mb.master.CHAIN_ONLY", a.chain)
   end
@@ -294,6 +355,15 @@ end
 -- or shells trip on replaced by "-".
 function M.track_file(t)
   local title = t.title and t.title:gsub("[%c/\\:*?\"<>|]", "-"):gsub("^[%s.]+", "") or ""
+  -- file names stop at 255 bytes: keep 200 of the title, cut between
+  -- UTF-8 characters
+  if #title > 200 then
+    local cut = 200
+    while cut > 0 and title:byte(cut + 1) and title:byte(cut + 1) >= 0x80 and title:byte(cut + 1) < 0xC0 do
+      cut = cut - 1
+    end
+    title = title:sub(1, cut)
+  end
   return title ~= "" and ("%02d %s.wav"):format(t.number, title) or ("%02d.wav"):format(t.number)
 end
 
@@ -329,7 +399,13 @@ local function gap_gate(g, a, rate)
   local function track_end(t) return math.floor(t.start * rate + 0.5) + math.floor(t.duration * rate + 0.5) end
   local regions = {} -- { fade from, zeros from, zeros to } in samples
   for i, t in ipairs(a.tracks) do
-    if t.index0 then
+    if t.silent and not t.xfade and not (a.tracks[i + 1] and a.tracks[i + 1].xfade) then
+      -- a spacer track of digital silence stays so: a gap of its own
+      local prev, nxt = a.tracks[i - 1], a.tracks[i + 1]
+      local zero = at(t.index0 or t.index1)
+      regions[#regions + 1] = { prev and math.min(zero, track_end(prev)) or zero, zero,
+        nxt and at(nxt.index0 or nxt.index1) or at(a.frames) }
+    elseif t.index0 then
       local zero = at(t.index0)
       local prev = a.tracks[i - 1]
       regions[#regions + 1] = { prev and math.min(zero, track_end(prev)) or zero, zero, at(t.index1) }
@@ -536,24 +612,49 @@ end
 
 -- ---- the whole job ---------------------------------------------------------------
 
--- Remove what a killed run left in `dir`: hidden work files and folders
--- of ours (".<name>.moonbus-...", ".moonbus-album-work-..."), nothing else.
+-- Remove what a killed run left in `dir`: our hidden work files
+-- (".moonbus-album-PID-N.ext", and the sound writer's ".NAME.moonbus-PID-
+-- N.tmp" of those) and work folders (".moonbus-album-work-PID"), only
+-- when process PID is gone: a run working in the same folder keeps its
+-- own. Nothing else is touched.
 local function sweep(dir)
   for _, name in ipairs(core.listdir(dir) or {}) do
-    if name:match("^%.moonbus%-album%-work%-") then
+    local wpid = name:match("^%.moonbus%-album%-work%-(%d+)$")
+    local fpid = name:match("^%.moonbus%-album%-(%d+)%-%d+%.%w+$")
+      or name:match("^%.%.moonbus%-album%-(%d+)%-%d+%.%w+%.moonbus%-%d+%-%d+%.tmp$")
+    if wpid and not core.alive(tonumber(wpid)) then
       local sub = dir .. "/" .. name
       for _, f in ipairs(core.listdir(sub) or {}) do os.remove(sub .. "/" .. f) end
       os.remove(sub)
-    elseif name:match("^%..+%.moonbus%-") then
+    elseif fpid and not core.alive(tonumber(fpid)) then
       os.remove(dir .. "/" .. name)
     end
   end
 end
 
+-- A short hidden name beside `path` (a long title must not push the work
+-- name past the file system's 255 bytes).
+local hidden_count = 0
 local function hidden(path)
   local dir, base = path:match("^(.*)/([^/]*)$")
   local ext = base:match("%.[^.]*$") or ""
-  return ("%s/.%s.moonbus-album-%d%s"):format(dir, base, core.pid(), ext)
+  hidden_count = hidden_count + 1
+  return ("%s/.moonbus-album-%d-%d%s"):format(dir, core.pid(), hidden_count, ext)
+end
+
+-- The outputs a previous run delivered into `out` (from its report), as
+-- paths, so that a new run can remove those it does not deliver again.
+local function previous_outputs(out)
+  local rep = require("moonbus.batch").read_json(out .. "/qc/report.json")
+  local list = {}
+  if type(rep) == "table" and type(rep.delivered) == "table" then
+    for _, rel in ipairs(rep.delivered) do
+      if type(rel) == "string" and not rel:find("%.%.") and rel:sub(1, 1) ~= "/" then
+        list[#list + 1] = out .. "/" .. rel
+      end
+    end
+  end
+  return list
 end
 
 --- Master and deliver the album `a` (from M.load). Options: out (folder,
@@ -575,21 +676,28 @@ function M.make(a, o)
     a.mode = o.mode
   end
   check_vinyl(a)
+  for _, t in ipairs(a.tracks) do t.trim = nil end
   M.layout(a)
   local cd = require "moonbus.cdimage"
   local want_cd = a.cd ~= false
-  local cue_text, toc_text
-  if want_cd then
-    -- the sheets first: their rules (4 s tracks, 99 minutes, text) fail
-    -- before any rendering
-    cue_text, toc_text = cd.cue(cd_album(a)), cd.toc(cd_album(a))
+  -- the sheets first, with or without a CD: their rules (tracks of 4 s
+  -- or more, 99 minutes, text) fail before any rendering, and keep the
+  -- track files of a digital-only album apart too
+  local sheet = cd_album(a)
+  if not want_cd then
+    -- no disc: CD-TEXT's rules (all titles or none) do not apply
+    sheet.title, sheet.performer = nil, nil
+    for _, t in ipairs(sheet.tracks) do t.title, t.performer = nil, nil end
   end
+  local cue_text, toc_text = cd.cue(sheet), cd.toc(sheet)
   local s = a.settings
   local rate = s.rate or a.tracks[1].rate
   local bits = s.bits
   local chain = M.chain_of(a)
   local out = o.out or (a.path and a.path:gsub("%.lua$", "") ~= a.path and a.path:gsub("%.lua$", ""))
     or fail("give an output folder")
+  if out == "" then fail("the output folder is an empty name") end
+  out = out:gsub("(.)/+$", "%1")
   local tracks_dir = out .. "/tracks"
 
   -- what will be written, and where it waits until everything is done
@@ -606,10 +714,13 @@ function M.make(a, o)
     image = plan_file(out .. "/album.wav")
     cue_file, toc_file = plan_file(out .. "/album.cue"), plan_file(out .. "/album.toc")
   end
+  local report_json, report_html = plan_file(out .. "/qc/report.json"), plan_file(out .. "/qc/report.html")
   for _, f in ipairs(files) do
     for _, t in ipairs(a.tracks) do
       if core.same_file(f.path, t.path) then fail("%s: its file '%s' would be overwritten by an output; choose another --out", t.name, t.file) end
     end
+    local st = core.stat(f.path)
+    if st and st.type ~= "file" then fail("cannot write '%s': something that is not a file is in its place", f.path) end
   end
   -- folders: made now, removed again if the run fails and they stay empty
   local made = {}
@@ -620,6 +731,8 @@ function M.make(a, o)
   end
   sweep(out)
   sweep(tracks_dir)
+  sweep(out .. "/qc")
+  local stale = previous_outputs(out)
 
   local work = ("%s/.moonbus-album-work-%d"):format(out, core.pid())
   local ok0, err0 = core.mkdir(work)
@@ -653,7 +766,10 @@ function M.make(a, o)
       d.trace = require("moonbus.batch").trace_step(core.measure(input).duration)
       d.log = function(line) log("%s: %s", what, line) end
       local okm, rep = pcall(master.deliver, d)
-      if not okm then fail("%s: %s", what, (tostring(rep):gsub("^master: ", ""))) end
+      if not okm then
+        local msg = tostring(rep):gsub("^master: ", ""):gsub("'" .. work:gsub("%p", "%%%0") .. "/[^']*'", "its premaster")
+        fail("%s: %s", what, msg)
+      end
       return rep
     end
     local pre, masters, reports, inputs = {}, {}, {}, {}
@@ -676,11 +792,13 @@ function M.make(a, o)
       -- track's change in the master and trim the tracks that moved more
       -- or less than the mean against it, until all move alike.
       local pre_loud, trims = {}, {}
+      reports.pre_loud = pre_loud
       for round = 1, M.balance_rounds do
         log("assembling the sequence%s", round > 1 and (" (balance round %d)"):format(round) or "")
         M.assemble(a, premaster, rate, { vinyl_mono_below = mono, windows = round == 1 and wins or nil })
         if round == 1 then
           for i in ipairs(a.tracks) do pre_loud[i] = core.measure(pre[i]).integrated end
+          reports.premaster_before = core.analyse(premaster)
         end
         log("mastering the album")
         reports.album = master_one(premaster, work .. "/master.wav", "the album")
@@ -698,7 +816,7 @@ function M.make(a, o)
         for i in pairs(dev) do worst = math.max(worst, math.abs(dev[i] - mean)) end
         reports.shift, reports.balance_error, reports.rounds = mean, worst, round
         log("balance: tracks move %+.2f dB, the farthest %.2f LU from that", mean, worst)
-        if worst <= M.balance_tolerance then break end
+        if worst <= M.balance_tolerance or round == M.balance_rounds then break end
         for i, d in pairs(dev) do
           a.tracks[i].trim = (a.tracks[i].trim or 0) - (d - mean)
           trims[i] = a.tracks[i].trim
@@ -713,13 +831,19 @@ function M.make(a, o)
         pre[i] = ("%s/pre-%02d.wav"):format(work, i)
         log("mastering %s", t.name)
         M.assemble(a, pre[i], rate, { which = { i }, alone = true, vinyl_mono_below = mono })
-        masters[i] = ("%s/master-%02d.wav"):format(work, i)
-        reports[i] = master_one(pre[i], masters[i], t.name)
+        if finite(core.measure(pre[i]).integrated) then
+          masters[i] = ("%s/master-%02d.wav"):format(work, i)
+          reports[i] = master_one(pre[i], masters[i], t.name)
+        else
+          -- silence (a spacer track): nothing to master
+          masters[i], reports[i] = pre[i], { gain = 0, max_gain_reduction = 0, passes = 0 }
+        end
         inputs[i] = { path = masters[i], start = t.start }
       end
       -- the unmastered sequence too, as the CD image's "before" in QC
       reports.premaster = work .. "/premaster.wav"
       M.assemble(a, reports.premaster, rate, { vinyl_mono_below = mono })
+      reports.premaster_before = core.analyse(reports.premaster)
       ceiling_cd = (overlaps or rate ~= cd.RATE) and ceiling or nil
     end
     local ceiling_digital = a.mode == "track" and overlaps and ceiling or nil
@@ -756,7 +880,7 @@ function M.make(a, o)
       compressor_gain_reduction = rep.compressor_gain_reduction, passes = rep.passes,
       limiter_ceiling = rep.limiter_ceiling }
   end
-  local records = {}
+  local records, notes_early = {}, {}
   local okq, qerr = pcall(function()
     local album_rep = result.reports.album
     local shift = result.reports.shift
@@ -767,7 +891,11 @@ function M.make(a, o)
       before.path, after.path = t.path, digital[i].path
       local rep = result.reports[i] or album_rep
       local target
-      if a.mode == "album" then
+      if not finite(before.integrated) then
+        -- a silent (spacer) track: nothing to meet
+        target = { name = "silence", lufs = nil, lufs_note = "silent track", ceiling = s.ceiling,
+          bits = bits, rate = rate }
+      elseif a.mode == "album" then
         -- each track keeps its place relative to the album
         target = { name = "album", lufs = before.integrated + shift, ceiling = s.ceiling, bits = bits, rate = rate }
       else
@@ -778,6 +906,7 @@ function M.make(a, o)
         output = "tracks/" .. M.track_file(t), title = t.title, isrc = t.isrc,
         status = "done", target = target, before = before, after = after }
       rec.checks, rec.verdict = batch.qc(after, before, target)
+      target.lufs_note = nil
       rec.master = master_facts(rep)
       rec.master.balance_trim = t.trim
       local tr = rep.gr_trace
@@ -795,10 +924,14 @@ function M.make(a, o)
       if a.vinyl then vinyl_checks(rec, digital[i].tmp) end
       records[i] = rec
     end
+    if a.mode == "album" and result.reports.balance_error > M.balance_tolerance then
+      notes_early[#notes_early + 1] = ("The tracks' loudness steps moved up to %.2f LU in mastering (balanced to %.2f LU at most after %d masterings): the chain's dynamics work very unevenly on this album."):format(
+        result.reports.balance_error, M.balance_tolerance, result.reports.rounds)
+    end
     if want_cd then
       log("checking the CD image")
       local after = core.analyse(image.tmp)
-      local before = result.reports.premaster and core.analyse(result.reports.premaster) or {}
+      local before = result.reports.premaster_before or {}
       before.path, after.path = nil, image.path
       local target = { name = "CD", lufs = a.mode == "album" and s.lufs or nil,
         lufs_note = "each track at its target", ceiling = s.ceiling, bits = 16, rate = cd.RATE }
@@ -806,6 +939,11 @@ function M.make(a, o)
         status = "done", target = target, before = before, after = after }
       rec.checks, rec.verdict = batch.qc(after, before, target)
       target.lufs_note = nil
+      if after.channels ~= 2 then
+        rec.checks[#rec.checks + 1] = { name = "channels", label = "Channels", value = after.channels,
+          unit = "", expect = "2", verdict = "fail" }
+        rec.verdict = "fail"
+      end
       if album_rep then
         rec.master = master_facts(album_rep)
         rec.gr = album_rep.gr_trace
@@ -815,22 +953,34 @@ function M.make(a, o)
   end)
   if not okq then abandon(qerr) end
 
+  local meta = { title = ("moonbus album: %s"):format(a.title or (a.path or "album")),
+    manifest = a.path, mode = a.mode, delivered = {} }
+  for _, f in ipairs(files) do meta.delivered[#meta.delivered + 1] = f.path:sub(#out + 2) end
+  local notes = notes_early
+  if a.vinyl then
+    local sides, vnotes = vinyl_sides(a, records)
+    meta.vinyl = { mono_below = a.vinyl.mono_below, sides = sides }
+    for _, n in ipairs(vnotes) do notes[#notes + 1] = n end
+  end
+  if #notes > 0 then meta.notes = notes end
+  local okw, summary = pcall(batch.write_records, meta, records, work .. "/report")
+  if not okw then abandon(("album: %s"):format(tostring(summary):gsub("^batch: ", ""))) end
+  assert(os.rename(work .. "/report.json", report_json.tmp))
+  assert(os.rename(work .. "/report.html", report_html.tmp))
+
   -- deliver: everything is done, rename into place
   for _, f in ipairs(files) do
     local okr, why = os.rename(f.tmp, f.path)
     if not okr then abandon(("album: cannot write '%s': %s"):format(f.path, tostring(why))) end
   end
-  cleanup()
-  local meta = { title = ("moonbus album: %s"):format(a.title or (a.path or "album")),
-    manifest = a.path, mode = a.mode }
-  local notes
-  if a.vinyl then
-    local sides
-    sides, notes = vinyl_sides(a, records)
-    meta.vinyl = { mono_below = a.vinyl.mono_below, sides = sides }
-    meta.notes = notes
+  -- what an earlier run delivered here and this one did not
+  local now = {}
+  for _, f in ipairs(files) do now[f.path] = true end
+  for _, path in ipairs(stale) do
+    if not now[path] then os.remove(path) end
   end
-  local summary = batch.write_records(meta, records, out .. "/qc/report")
+  cleanup()
+  summary.html, summary.json = report_html.path, report_json.path
   summary.records, summary.notes, summary.out = records, notes, out
   summary.files = {}
   for i, f in ipairs(files) do summary.files[i] = f.path end

@@ -645,10 +645,10 @@ function M.qc(after, before, s)
     (not finite(dc) or dc <= L.dc_pass) and "pass" or dc <= L.dc_warn and "warn" or "fail")
   local r = after.correlation
   add("correlation", "Stereo correlation", r, "", (">= %g"):format(L.correlation_warn),
-    (r == nil or r >= L.correlation_warn) and "pass" or r >= L.correlation_fail and "warn" or "fail")
+    (not finite(r) or r >= L.correlation_warn) and "pass" or r >= L.correlation_fail and "warn" or "fail")
   local m = after.mono_drop
   add("mono_drop", "Mono fold-down", m, "dB", (">= %g"):format(L.mono_drop_warn),
-    (m == nil or m >= L.mono_drop_warn) and "pass" or m >= L.mono_drop_fail and "warn" or "fail")
+    (not finite(m) or m >= L.mono_drop_warn) and "pass" or m >= L.mono_drop_fail and "warn" or "fail")
   add("head_silence", "Silence at head", after.head_silence, "s", ("<= %g"):format(L.head_warn),
     (after.head_silence or 0) <= L.head_warn and "pass" or "warn")
   add("tail_silence", "Silence at tail", after.tail_silence, "s", ("<= %g"):format(L.tail_warn),

@@ -719,6 +719,46 @@ def main():
             "mtime and size; added %s, changed %s)" % (len(before), sorted(set(after) - set(before)),
                                                       sorted(k for k in before if after.get(k) != before[k])))
     T.check(not os.path.exists(os.path.join(d, "out-e")), "E: the new folder is not left behind")
+
+    # ---- F: mono and silent tracks, --target over the file's lufs, re-runs ------
+    # A mono track plays on both sides of the stereo image (L == R, and
+    # the image is stereo); a spacer track of digital silence stays digital
+    # silence; --target replaces the file's lufs; a second run delivering
+    # fewer tracks into the same folder leaves only its own files.
+    T.note("== F: mono, silence, --target, re-run")
+    f1 = make_music(os.path.join(d, "f1.wav"), 6, -24, CD, 71)
+    mono = make_music(os.path.join(d, "f2s.wav"), 6.5, -24, CD, 72)[:, 0]
+    sf.write(os.path.join(d, "f2.wav"), mono, CD, subtype="PCM_24")
+    sf.write(os.path.join(d, "f3.wav"), np.zeros((int(4.5 * CD), 2)), CD, subtype="PCM_16")
+    make_music(os.path.join(d, "f4.wav"), 6, -22, CD, 74)
+    F_LUA = ('return { title = "Mixed", performer = "B", lufs = -18, rate = 44100, bits = 16,\n'
+             '  tracks = { { file = "f1.wav", title = "Stereo" }, { file = "f2.wav", title = "Mono", gap = 1 },\n'
+             '    { file = "f3.wav", title = "Spacer" }, { file = "f4.wav", title = "After" } } }\n')
+    album_lua(d, "mixed.lua", F_LUA)
+    F_out = os.path.join(d, "out-f")
+    rc, out, err, secs, _ = run_album(["mixed.lua", "--out", F_out, "--target", "-12", "-q"], d, F_out)
+    T.check(rc == 0, "F: exit %d %s" % (rc, err.strip()[:300]))
+    img, fs = sf.read(os.path.join(F_out, "album.wav"), dtype="int16", always_2d=True)
+    T.check(img.shape[1] == 2, "F: album.wav has %d channels (2)" % img.shape[1])
+    cue = open(os.path.join(F_out, "album.cue")).read()
+    idx = [msf_frames(m) for m in re.findall(r"INDEX 01 (\d\d:\d\d:\d\d)", cue)]
+    seg = img[idx[1] * 588:idx[1] * 588 + len(mono)]
+    # the same signal on both sides, but for each side's own dither
+    # (independent TPDF of +-1 LSB: the sides differ by at most 2 LSB)
+    dmax = int(np.max(np.abs(seg[:, 0].astype(int) - seg[:, 1].astype(int))))
+    T.check(dmax <= 2 and np.max(np.abs(seg)) > 1000,
+            "F: the mono track is the same on both sides: at most %d LSB apart (<= 2, the dither)" % dmax)
+    spacer = img[idx[2] * 588:idx[3] * 588]
+    T.check(len(spacer) > 0 and np.count_nonzero(spacer) == 0,
+            "F: the spacer track is digital silence (%d non-zero of %d samples)" % (np.count_nonzero(spacer), spacer.size))
+    r = T.ffmpeg_r128(os.path.join(F_out, "album.wav"))
+    T.check(r and abs(r["I"] + 12) <= 0.2, "F: --target -12 replaces the file's lufs -18: album.wav %.2f LUFS" % (
+        r["I"] if r else float("nan")))
+    album_lua(d, "mixed2.lua", F_LUA.replace(',\n    { file = "f3.wav", title = "Spacer" }, { file = "f4.wav", title = "After" }', ''))
+    rc, out, err, secs, _ = run_album(["mixed2.lua", "--out", F_out, "-q"], d, F_out)
+    left = sorted(os.listdir(os.path.join(F_out, "tracks")))
+    T.check(rc == 0 and left == ["01 Stereo.wav", "02 Mono.wav"],
+            "F: after a 2-track re-run, tracks/ holds %s (exit %d)" % (left, rc))
     T.finish()
 
 
