@@ -462,7 +462,7 @@ M.balance_rounds = 5
 M.dither_margin = 0.01
 M.balance_tolerance = 0.05
 
-local function finite(x) return type(x) == "number" and x == x and x > -math.huge and x < math.huge end
+local finite = util.finite
 
 -- ---- vinyl -------------------------------------------------------------------
 

@@ -614,7 +614,7 @@ function M.qc(after, before, s)
     checks[#checks + 1] = { name = name, label = label, value = value,
       unit = unit, expect = expect, verdict = verdict }
   end
-  local function finite(x) return type(x) == "number" and x == x and x > -math.huge and x < math.huge end
+  local finite = require("moonbus.util").finite
   local lufs = s.lufs
   if lufs == nil then
     -- nothing to meet (an album's CD image in track mode: its tracks do)

@@ -64,9 +64,7 @@ local function fail(fmt, ...)
   error("master: " .. fmt:format(...), 0)
 end
 
-local function finite(x)
-  return type(x) == "number" and x == x and x > -math.huge and x < math.huge
-end
+local finite = util.finite
 
 --- Resolve a target name or a LUFS figure plus overrides into settings.
 -- Returns { name, lufs, ceiling, bits, rate }.

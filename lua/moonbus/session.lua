@@ -54,9 +54,7 @@ local function fail(fmt, ...)
   error("session: " .. fmt:format(...), 0)
 end
 
-local function finite(x)
-  return type(x) == "number" and x == x and x > -math.huge and x < math.huge
-end
+local finite = require("moonbus.util").finite
 
 local function sorted_keys(set)
   local t = {}

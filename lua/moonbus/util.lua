@@ -10,6 +10,11 @@ local core = require "moonbus.core"
 
 local M = {}
 
+--- A number that is neither NaN nor infinite (levels of silence are -inf).
+function M.finite(x)
+  return type(x) == "number" and x == x and x > -math.huge and x < math.huge
+end
+
 --- Refuse keys of `opts` that are not in `allowed` (a set), naming `what`,
 -- with the nearest valid key as a hint. Returns opts (or {} for nil).
 function M.check_options(what, opts, allowed)
