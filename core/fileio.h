@@ -31,6 +31,10 @@ mb_status mb_reader_start(mb_reader *r, double rate, int max_frames,
  * overlap the caller's processing. Reads and errors are the same as
  * without it; close or a new start stops the worker. */
 mb_status mb_reader_prefetch(mb_reader *r, char *err, size_t errlen);
+/* Stop the worker: what it has read ahead is still delivered, then reads
+ * decode on the caller's thread (a render pipeline's stage, where a worker
+ * would only compete for the cores); mb_reader_prefetch starts it again. */
+void mb_reader_foreground(mb_reader *r);
 /* Frames the reader delivers at the started rate. */
 int64_t mb_reader_length(const mb_reader *r);
 /* Deliver exactly `frames` planar frames (channels as the file); zeros
@@ -55,6 +59,10 @@ mb_status mb_writer_write(mb_writer *w, const float *const *in, int frames,
  * errors are the same (a worker's error surfaces at the next call). Without
  * a thread it quietly stays direct. */
 void mb_writer_background(mb_writer *w);
+/* Let the worker write everything handed to it and leave; writes then
+ * encode on the caller's thread until mb_writer_background. Returns the
+ * worker's error, if it had one. */
+mb_status mb_writer_foreground(mb_writer *w, char *err, size_t errlen);
 /* Flush the resampler and pad to the promised length (commit does it if
  * not done); after it the counts below are final. */
 mb_status mb_writer_finish(mb_writer *w, char *err, size_t errlen);

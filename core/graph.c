@@ -1000,11 +1000,12 @@ mb_status mb_graph_compile(mb_graph *g) {
   }
   /* 64-byte aligned channel buffers */
   size_t stride = ((size_t)g->block + 15) & ~(size_t)15;
-  /* Two sets: the render pipeline's stages work on alternate blocks, each
-   * in its own set (see render_pipelined). */
+  /* Three sets: the render pipeline has up to three blocks in flight,
+   * each in its own set (see run_blocks). */
   g->set = (ptrdiff_t)((pa.n_total + 1) * stride);
-  g->pool = aligned_alloc(64, 2 * (size_t)g->set * sizeof(float));
-  if (g->pool) memset(g->pool, 0, 2 * (size_t)g->set * sizeof(float));
+  g->pool = aligned_alloc(64, PIPE_SETS * (size_t)g->set * sizeof(float));
+  if (g->pool)
+    memset(g->pool, 0, PIPE_SETS * (size_t)g->set * sizeof(float));
   for (int i = 0; g->pool && i < g->n; i++) {
     node *nd = &g->nodes[i];
     for (int ch = 0; ch < nd->out_ch; ch++)
@@ -1249,21 +1250,25 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
   return MB_OK;
 }
 
-/* ---- the render loop and its two-stage pipeline -------------------------
+/* ---- the render loop and its pipeline -----------------------------------
  *
- * On a machine with two or more cores, a long render runs as a pipeline of
- * two stages: the schedule is cut in two at the point that best balances
- * the time its nodes took over the first blocks; the calling thread runs
- * the first part on block k while a worker runs the second part on block
- * k-1. Each stage touches only its own nodes (instances, envelopes, the
- * delay histories of their input connections, readers, writers), and the
- * two blocks in flight live in the two buffer sets of the pool, so the
- * stages share nothing while they run; they meet at one hand-off per block.
- * The samples are the same as a one-thread render's: every node sees the
- * same inputs in the same order. Control callbacks run with the pipeline
- * drained (both stages at the same frame), so they land exactly as before.
- * `lua` nodes (host-backed: their Lua state belongs to the calling thread)
- * stay in the first stage. */
+ * On a machine with two or more cores, a long render runs as a pipeline:
+ * the schedule is cut into three parts, head [0, c1), middle [c1, c2) and
+ * tail [c2, n) (the tail may be empty), where the time its nodes took over
+ * the first blocks balances best between two threads. While a worker runs
+ * the middle on block k-1, the calling thread runs the head on block k and
+ * the tail on block k-2. The tail is what lets a chain balance whose
+ * heaviest node sits near its end: a limiter in the middle, with the meters
+ * and the file writer after it in the tail. Each part touches only its own
+ * nodes (instances, envelopes, the delay histories of their input
+ * connections, readers, writers), and the three blocks in flight live in
+ * the three buffer sets of the pool, so the threads share nothing while
+ * they run; they meet at one hand-off per block. The samples are the same
+ * as a one-thread render's: every node sees the same inputs in the same
+ * order. Control callbacks run with the pipeline drained (every part at
+ * the same frame), so they land exactly as before. `lua` nodes
+ * (host-backed: their Lua state belongs to the calling thread) stay in the
+ * head or the tail. */
 
 #define CAL_SKIP 2   /* blocks not timed (cold caches, first FFTs) */
 #define CAL_BLOCKS 8 /* blocks timed to find the cut */
@@ -1272,7 +1277,7 @@ typedef struct stage_worker {
   mb_graph *g;
   pthread_t thread;
   sem_t go, done;
-  int cut;       /* the worker runs schedule entries [cut, n) */
+  int c1, c2;    /* the worker runs schedule entries [c1, c2) */
   int64_t pos;   /* its job: frames [pos, pos+n) in buffer set `sh` */
   int n;
   ptrdiff_t sh;
@@ -1305,49 +1310,83 @@ static void *stage_main(void *arg) {
   for (;;) {
     wait_sem(&w->go);
     if (w->quit) break;
-    w->st = mb__render_range(w->g, w->cut, w->g->n, w->pos, w->n, w->sh, NULL);
+    w->st = mb__render_range(w->g, w->c1, w->c2, w->pos, w->n, w->sh, NULL);
     sem_post(&w->done);
   }
   return NULL;
 }
 
+/* File I/O on worker threads (background 1), so that a one-thread render
+ * only computes; or on the threads that run the file nodes (0): when the
+ * two stages of a pipeline already fill a small machine's cores, I/O
+ * workers would only take turns with them, and every stall of one stage
+ * stops the other. Switching keeps the order of the samples. */
+static mb_status set_io(mb_graph *g, int background) {
+  char err[MB_ERRLEN];
+  for (int i = 0; i < g->n; i++) {
+    node *nd = &g->nodes[i];
+    mb_status st = MB_OK;
+    if (nd->writer) {
+      if (background)
+        mb_writer_background(nd->writer);
+      else
+        st = mb_writer_foreground(nd->writer, err, sizeof err);
+    }
+    if (!st && nd->reader) {
+      if (background)
+        st = mb_reader_prefetch(nd->reader, err, sizeof err);
+      else
+        mb_reader_foreground(nd->reader);
+    }
+    if (st) return mb_graph_fail(g, st, "%s: %s", nd->name, err);
+  }
+  return MB_OK;
+}
+
+static int online_cpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
 /* MOONBUS_PIPELINE: "off" renders on one thread, "always" keeps the
- * pipeline whatever it measures (tests use both to compare the samples);
- * unset or anything else: decide by measuring. */
-static int pipeline_mode(void) {
+ * pipeline whatever it measures, "cuts:C1,C2" keeps it with those cuts
+ * when they are valid (tests use these to compare the samples); unset or
+ * anything else: decide by measuring. */
+static int pipeline_mode(int *c1, int *c2) {
   const char *t = getenv("MOONBUS_PIPELINE");
+  *c1 = *c2 = 0;
   if (t && !strcmp(t, "off")) return 0;
   if (t && !strcmp(t, "always")) return 2;
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n >= 2 ? 1 : 0;
+  if (t && sscanf(t, "cuts:%d,%d", c1, c2) == 2) return 2;
+  return online_cpus() >= 2 ? 1 : 0;
 }
 
-/* The cut that best balances the measured costs, or 0 when a pipeline
- * would not pay (less than a fifth saved; `always`: any cut). Entries up
- * to the last `lua` node stay in the first stage. */
-static int best_cut(const mb_graph *g, const double *cost, int always) {
-  int first = 1;
-  double total = 0;
-  for (int oi = 0; oi < g->n; oi++) {
-    total += cost[oi];
-    if (g->nodes[g->order[oi]].host) first = oi + 1;
-  }
-  int cut = 0;
-  double best = total, acc = 0;
-  for (int oi = 0; oi < g->n; oi++) {
-    if (oi >= first && oi > 0) {
-      double m = acc > total - acc ? acc : total - acc;
-      if (m < best) best = m, cut = oi;
+/* The cuts that best balance the measured costs: the calling thread's
+ * head and tail against the worker's middle. Returns 0 when a pipeline
+ * would not pay (less than a fifth saved; `always`: any cut). The middle
+ * holds no `lua` node. */
+static int best_cuts(const mb_graph *g, const double *cost, int always,
+                     int *c1, int *c2) {
+  double total = 0, best = 0;
+  int found = 0;
+  for (int oi = 0; oi < g->n; oi++) total += cost[oi];
+  for (int a = 1; a < g->n; a++) {
+    double mid = 0;
+    for (int b = a + 1; b <= g->n; b++) {
+      if (g->nodes[g->order[b - 1]].host) break; /* a lua node */
+      mid += cost[b - 1];
+      const double m = mid > total - mid ? mid : total - mid;
+      if (!found || m < best) best = m, *c1 = a, *c2 = b, found = 1;
     }
-    acc += cost[oi];
   }
-  return always || best < 0.8 * total ? cut : 0;
+  return found && (always || best < 0.8 * total);
 }
 
-static mb_status start_worker(stage_worker *w, mb_graph *g, int cut) {
+static mb_status start_worker(stage_worker *w, mb_graph *g, int c1, int c2) {
   memset(w, 0, sizeof *w);
   w->g = g;
-  w->cut = cut;
+  w->c1 = c1;
+  w->c2 = c2;
   if (sem_init(&w->go, 0, 0)) return MB_ERR_NOMEM;
   if (sem_init(&w->done, 0, 0)) {
     sem_destroy(&w->go);
@@ -1393,63 +1432,84 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
   mb_status st = MB_OK;
   int64_t next_ctl = opts->next_control ? opts->next_control(opts->ud, 0)
                                         : INT64_MAX;
-  const int mode = pipeline_mode(), always = mode == 2;
+  int force1, force2;
+  const int mode = pipeline_mode(&force1, &force2), always = mode == 2;
   double *cost = NULL;
   if (mode && g->n >= 2 && (always || total >= (int64_t)g->block * 64))
     cost = calloc((size_t)g->n, sizeof *cost);
+  /* With fewer than 4 cores a pipeline runs the file I/O in its stages
+   * (and is timed that way); one thread leaves it to the I/O workers. */
+  const int stage_io = cost && online_cpus() < 4;
+  int io_bg = -1; /* I/O on workers (1), on the stages (0), not set (-1) */
+  int calibrating = cost != NULL;
   stage_worker w;
-  int started = 0, piped = 0, par = 0;
+  int started = 0, piped = 0, set = 0; /* set: the next block's buffers */
   /* the current window: its length in steps, what it has done, and the
    * measured seconds per frame of each way (0 = not measured yet) */
   int win_len = always ? 1 : CAL_SKIP + CAL_BLOCKS, steps = 0, probing = 0;
   int64_t win_frames = 0;
   double win_t0 = now(), spf[2] = {0, 0};
-  int64_t pos = 0;  /* next frame for the first stage */
-  int64_t bpos = 0; /* the second stage's pending block, when bn > 0 */
-  int bn = 0;
+  int64_t pos = 0; /* next frame for the head */
+  /* blocks in flight: b[0] waits for the middle, b[1] for the tail */
+  struct { int64_t pos; int n, set; } b[2] = {{0, 0, 0}, {0, 0, 0}};
+  int c1 = 0, c2 = 0;
   for (;;) {
     if (opts->interrupt && *opts->interrupt) {
       st = mb_graph_fail(g, MB_ERR_INTERRUPTED, "interrupted");
       break;
     }
-    if (pos < total && next_ctl <= pos && !bn) {
+    const int busy = b[0].n || b[1].n; /* the pipeline is not drained */
+    if (pos < total && next_ctl <= pos && !busy) {
       g->pos = pos;
       if ((st = opts->control(opts->ud, pos))) break;
       next_ctl = opts->next_control(opts->ud, pos + 1);
       continue;
     }
     int n = 0;
-    if (pos < total && next_ctl > pos && (piped || !bn)) {
+    if (pos < total && next_ctl > pos && (piped || !busy)) {
       int64_t m = g->block;
       if (m > total - pos) m = total - pos;
       if (m > next_ctl - pos) m = next_ctl - pos;
       n = (int)m;
     }
-    if (!n && !bn) break;
+    if (!n && !busy) break;
     g->pos = pos;
-    if (!piped && !bn) {
+    /* the I/O mode follows the way of running, switched with no block in
+     * flight; the calibration blocks run as a pipeline would */
+    const int want_bg = !stage_io || (!piped && !calibrating);
+    if (want_bg != io_bg && !busy) {
+      if ((st = set_io(g, want_bg))) break;
+      io_bg = want_bg;
+    }
+    if (!piped && !busy) {
       int time_it = cost && (always || steps >= CAL_SKIP);
-      if ((st = mb__render_range(g, 0, g->n, pos, n, 0, time_it ? cost : NULL)))
+      if ((st = mb__render_range(g, 0, g->n, pos, n, set * g->set,
+                                 time_it ? cost : NULL)))
         break;
       if (opts->progress) opts->progress(opts->ud, pos + n, total);
     } else {
-      /* Two stages: this thread takes [pos, pos+n) into set `par`, the
-       * worker the previous block in the other set. */
-      if (bn) {
-        w.pos = bpos, w.n = bn, w.sh = (par ^ 1) * g->set;
+      /* The worker takes the middle of the previous block; this thread
+       * the head of [pos, pos+n) and the tail of the block before. */
+      if (b[0].n) {
+        w.pos = b[0].pos, w.n = b[0].n, w.sh = b[0].set * g->set;
         sem_post(&w.go);
       }
-      mb_status sa =
-          n ? mb__render_range(g, 0, w.cut, pos, n, par * g->set, NULL) : MB_OK;
+      mb_status sa = n ? mb__render_range(g, 0, c1, pos, n, set * g->set, NULL)
+                       : MB_OK;
+      if (!sa && b[1].n && c2 < g->n)
+        sa = mb__render_range(g, c2, g->n, b[1].pos, b[1].n,
+                              b[1].set * g->set, NULL);
+      if (!sa && b[1].n && opts->progress)
+        opts->progress(opts->ud, b[1].pos + b[1].n, total);
       mb_status sb = MB_OK;
-      if (bn) {
+      if (b[0].n) {
         wait_sem(&w.done);
         sb = w.st;
-        if (opts->progress) opts->progress(opts->ud, bpos + bn, total);
       }
       if ((st = sa ? sa : sb)) break;
-      bpos = pos, bn = n;
-      par ^= 1;
+      b[1] = b[0];
+      b[0].pos = pos, b[0].n = n, b[0].set = set;
+      set = (set + 1) % PIPE_SETS;
     }
     pos += n;
     win_frames += n;
@@ -1458,10 +1518,17 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     double t = now();
     spf[piped] = (t - win_t0) / (double)win_frames;
     if (!started) {
-      int cut = cost ? best_cut(g, cost, always) : 0;
+      calibrating = 0;
+      int cut = cost ? best_cuts(g, cost, always, &c1, &c2) : 0;
+      if (cut && force1 >= 1 && force1 < force2 && force2 <= g->n) {
+        int lua_mid = 0;
+        for (int oi = force1; oi < force2; oi++)
+          lua_mid |= g->nodes[g->order[oi]].host != NULL;
+        if (!lua_mid) c1 = force1, c2 = force2;
+      }
       free(cost);
       cost = NULL;
-      if (!cut || start_worker(&w, g, cut) != MB_OK) {
+      if (!cut || start_worker(&w, g, c1, c2) != MB_OK) {
         win_len = INT32_MAX; /* one thread to the end */
       } else {
         started = 1;
@@ -1560,16 +1627,6 @@ mb_status mb_graph_render(mb_graph *g, const mb_render_opts *opts,
     abort_writers(g);
     return st;
   }
-  /* File I/O on worker threads: the render thread only computes. */
-  for (int i = 0; i < g->n; i++) {
-    node *nd = &g->nodes[i];
-    if (nd->writer) mb_writer_background(nd->writer);
-    if (nd->reader && (st = mb_reader_prefetch(nd->reader, err, sizeof err))) {
-      abort_writers(g);
-      return mb_graph_fail(g, st, "%s: %s", nd->name, err);
-    }
-  }
-
   const double t0 = now();
   g->rendering = 1;
   st = run_blocks(g, opts, total);

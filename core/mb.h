@@ -196,6 +196,10 @@ typedef struct mb_measurement {
 } mb_measurement;
 mb_status mb_measure_file(const char *path, mb_measurement *m, char *err,
                           size_t errlen);
+/* The same, with the true peak only when `true_peak` is non-zero (it is
+ * most of the work: without it true_peak is NaN). */
+mb_status mb_measure_loudness(const char *path, mb_measurement *m,
+                              int true_peak, char *err, size_t errlen);
 
 /* QC analysis of a file (core/analyse.c): one streaming pass with bounded
  * memory (the loudness kernel's gating lists grow with the length; the

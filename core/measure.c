@@ -32,6 +32,11 @@ static void say(char *err, size_t errlen, const char *what, const char *path) {
 
 mb_status mb_measure_file(const char *path, mb_measurement *m, char *err,
                           size_t errlen) {
+  return mb_measure_loudness(path, m, 1, err, errlen);
+}
+
+mb_status mb_measure_loudness(const char *path, mb_measurement *m,
+                              int true_peak, char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
   mb_reader *r = mb_reader_open(path, err, errlen);
   if (!r) {
@@ -54,8 +59,9 @@ mb_status mb_measure_file(const char *path, mb_measurement *m, char *err,
     status = MB_ERR_NOMEM;
     goto done;
   }
-  status = mb_loudness_create(&l, rate, ch, frames, MB_LOUDNESS_TRUE_PEAK,
-                              why, sizeof why);
+  status = mb_loudness_create(&l, rate, ch, frames,
+                              true_peak ? MB_LOUDNESS_TRUE_PEAK : 0, why,
+                              sizeof why);
   if (status) {
     say(err, errlen, why, path);
     goto done;

@@ -1224,17 +1224,27 @@ static int node_results(lua_State *L) {
 
 /* ---- measure ------------------------------------------------------------ */
 
+/* core.measure(path [, { true_peak = false }]): without the true peak
+ * (then absent) the pass is about twice as fast. */
 static int l_measure(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  int tp = 1;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "true_peak");
+    tp = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
   mb_measurement m;
   char err[MB_ERRLEN];
-  if (mb_measure_file(path, &m, err, sizeof err)) return fail(L, "%s", err);
+  if (mb_measure_loudness(path, &m, tp, err, sizeof err))
+    return fail(L, "%s", err);
   lua_createtable(L, 0, 10);
   lua_pushstring(L, path);
   lua_setfield(L, -2, "path");
   set_number(L, "integrated", m.integrated);
   set_number(L, "lra", m.lra);
-  set_number(L, "true_peak", m.true_peak);
+  if (tp) set_number(L, "true_peak", m.true_peak);
   set_number(L, "sample_peak", m.sample_peak);
   set_number(L, "momentary_max", m.momentary_max);
   set_number(L, "short_term_max", m.short_term_max);

@@ -134,7 +134,8 @@ static void lr_advance(lramp *r, int n) {
  * host's state allocation is only malloc-aligned). */
 typedef struct {
   v16f la1, la2, la3, lm1, lm2;      /* low shelf */
-  v16f ha1, ha2, ha3, hm0, hm1, hm2; /* high shelf, broadband gain folded */
+  v16f ha1, ha2, ha3, hm0, hm1, hm2; /* high shelf; broadband gain and the
+                                      * matrix's 1/4 folded into hm* */
   v16f lic1, lic2, hic1, hic2;       /* SVF integrator states */
   v16f bl, br;                       /* injection gains */
 } lanes;
@@ -257,9 +258,10 @@ static void update_coefs(rv_state *s) {
     c[5][i] = (float)a1;
     c[6][i] = (float)(g * a1);
     c[7][i] = (float)(g * g * a1);
-    c[8][i] = (float)(G * A * A);
-    c[9][i] = (float)(G * kq * (1 - A) * A);
-    c[10][i] = (float)(G * (1 - A * A));
+    /* the matrix's 1/4 is folded in here (exact: a power of two) */
+    c[8][i] = (float)(G * A * A) * 0.25f;
+    c[9][i] = (float)(G * kq * (1 - A) * A) * 0.25f;
+    c[10][i] = (float)(G * (1 - A * A)) * 0.25f;
   }
   v16f *dst[11] = {&s->ln->la1, &s->ln->la2, &s->ln->la3, &s->ln->lm1,
                    &s->ln->lm2, &s->ln->ha1, &s->ln->ha2, &s->ln->ha3,
@@ -365,7 +367,8 @@ typedef int v4i __attribute__((vector_size(16)));
 
 /* The network's recursive per-frame work over n frame-major rows, in
  * place: line outputs -> absorption (low shelf, then high shelf with the
- * broadband gain) -> matrix. */
+ * broadband gain). The matrix is not recursive along time: it runs
+ * afterwards (hadamard16 on line-major blocks, hadamard on single rows). */
 typedef struct {
   v16f la1, la2, la3, lm1, lm2, ha1, ha2, ha3, hm0, hm1, hm2;
   v16f lic1, lic2, hic1, hic2;
@@ -385,8 +388,44 @@ static inline void rows(net_regs *g, v16f *r, int n) {
     v2 = g->hic2 + g->ha2 * g->hic1 + g->ha3 * v3;
     g->hic1 = 2.0f * v1 - g->hic1;
     g->hic2 = 2.0f * v2 - g->hic2;
-    r[j] = hadamard(g->hm0 * y + g->hm1 * v1 + g->hm2 * v2);
+    r[j] = g->hm0 * y + g->hm1 * v1 + g->hm2 * v2;
   }
+}
+
+/* The same transform as hadamard() over 16 line-major vectors (r[q] holds
+ * line q over 16 frames): lane j of a stage is x[j] + x[j ^ stride] for
+ * the lower index and x[j ^ stride] - x[j] for the upper one, the same
+ * single rounding of the same two terms, so the results are identical;
+ * here the butterflies are plain vector adds, no shuffles. */
+#define HSTAGE(r, b)                                                         \
+  for (int i = 0; i < NL; i++)                                              \
+    if (!(i & (b))) {                                                        \
+      const v16f a_ = r[i], c_ = r[i + (b)];                                 \
+      r[i] = a_ + c_;                                                        \
+      r[i + (b)] = a_ - c_;                                                  \
+    }
+static inline void hadamard16(v16f *r) {
+  HSTAGE(r, 8)
+  HSTAGE(r, 4)
+  HSTAGE(r, 2)
+  HSTAGE(r, 1)
+}
+
+/* Each ring of size n (a power of two, at least 16) is followed by a
+ * guard of GUARD floats holding a copy of its first 16: a run of 16 frames
+ * read from any position is one load, never split at the wrap. */
+enum { GUARD = 2 * NL };
+
+/* Writes 16 frames at position p of a ring of size n, keeping the guard:
+ * positions below 16 also go to the guard (the store may run past the
+ * copy into the guard's spare half, which is never read nor checked by
+ * gate(): what it holds depends on the block sizes), and a run
+ * that crosses the end lands in the guard and is copied to the start. */
+static inline void ring_put(float *ring, uint32_t n, uint32_t p, v16f v) {
+  memcpy(ring + p, &v, sizeof v);
+  if (p < NL) memcpy(ring + n + p, &v, sizeof v);
+  if (p + NL > n)
+    for (uint32_t i = 0; i < p + NL - n; i++) ring[i] = ring[n + i];
 }
 
 /* The network over k frames, k0 frames into the segment: diffused inputs
@@ -452,30 +491,21 @@ static void network(rv_state *s, const float *t0, const float *t1, float *wl,
   float bl[NL], br[NL];
   memcpy(bl, &L->bl, sizeof bl);
   memcpy(br, &L->br, sizeof br);
-  const float kout = s->kout;
+  const float kout = 4 * s->kout; /* the rows carry the matrix's 1/4 */
   v16f r[NL];
   int j0 = 0;
   for (; j0 + NL <= k; j0 += NL) {
-    for (int q = 0; q < NL; q++) {
-      const float *src;
-      float tmp[NL];
-      if (q < NMOD) {
-        src = mod + q * SEG + j0;
-      } else {
-        const uint32_t m = s->mask[q],
-                       p = (w + (uint32_t)j0 - (uint32_t)s->d[q]) & m;
-        src = buf + s->off[q] + p;
-        if (p + NL > m + 1) { /* the run wraps round the ring */
-          for (int j = 0; j < NL; j++)
-            tmp[j] = buf[s->off[q] + ((p + (uint32_t)j) & m)];
-          src = tmp;
-        }
-      }
-      memcpy(&r[q], src, sizeof(v16f));
-    }
+    for (int q = 0; q < NMOD; q++)
+      memcpy(&r[q], mod + q * SEG + j0, sizeof(v16f));
+    for (int q = NMOD; q < NL; q++) /* the guard holds what a run wraps to */
+      memcpy(&r[q],
+             buf + s->off[q] +
+                 ((w + (uint32_t)j0 - (uint32_t)s->d[q]) & s->mask[q]),
+             sizeof(v16f));
     transpose16(r);
     rows(&g, r, NL);
     transpose16(r);
+    hadamard16(r);
     /* r[q] is now 16 frames of matrix output q: taps and injection as
      * vectors over frames */
     v16f x0, x1;
@@ -484,18 +514,10 @@ static void network(rv_state *s, const float *t0, const float *t1, float *wl,
     const v16f ol = r[ROW_L] * kout, orr = r[ROW_R] * kout;
     memcpy(wl + j0, &ol, sizeof ol);
     memcpy(wr + j0, &orr, sizeof orr);
-    for (int q = 0; q < NL; q++) r[q] = r[q] * 0.25f + bl[q] * x0 + br[q] * x1;
-    for (int q = 0; q < NL; q++) {
-      const uint32_t m = s->mask[q], p = (w + (uint32_t)j0) & m;
-      if (p + NL <= m + 1) {
-        memcpy(buf + s->off[q] + p, &r[q], sizeof(v16f));
-      } else {
-        float tmp[NL];
-        memcpy(tmp, &r[q], sizeof tmp);
-        for (int j = 0; j < NL; j++)
-          buf[s->off[q] + ((p + (uint32_t)j) & m)] = tmp[j];
-      }
-    }
+    for (int q = 0; q < NL; q++) r[q] = r[q] + bl[q] * x0 + br[q] * x1;
+    for (int q = 0; q < NL; q++)
+      ring_put(buf + s->off[q], s->mask[q] + 1,
+               (w + (uint32_t)j0) & s->mask[q], r[q]);
   }
   if (j0 < k) { /* the last frames, one row at a time */
     const int n = k - j0;
@@ -508,16 +530,20 @@ static void network(rv_state *s, const float *t0, const float *t1, float *wl,
                                               s->mask[q])];
     memcpy(r, t, sizeof(float) * NL * (size_t)n);
     rows(&g, r, n);
+    for (int j = 0; j < n; j++) r[j] = hadamard(r[j]);
     memcpy(t, r, sizeof(float) * NL * (size_t)n);
     for (int j = 0; j < n; j++) {
       wl[j0 + j] = t[j][ROW_L] * kout;
       wr[j0 + j] = t[j][ROW_R] * kout;
       for (int q = 0; q < NL; q++)
-        t[j][q] = t[j][q] * 0.25f + bl[q] * t0[j0 + j] + br[q] * t1[j0 + j];
+        t[j][q] = t[j][q] + bl[q] * t0[j0 + j] + br[q] * t1[j0 + j];
     }
     for (int q = 0; q < NL; q++)
-      for (int j = 0; j < n; j++)
-        buf[s->off[q] + ((w + (uint32_t)(j0 + j)) & s->mask[q])] = t[j][q];
+      for (int j = 0; j < n; j++) {
+        const uint32_t p = (w + (uint32_t)(j0 + j)) & s->mask[q];
+        buf[s->off[q] + p] = t[j][q];
+        if (p < NL) buf[s->off[q] + s->mask[q] + 1 + p] = t[j][q];
+      }
   }
   lanes *Lw = s->ln;
   Lw->lic1 = g.lic1, Lw->lic2 = g.lic2, Lw->hic1 = g.hic1, Lw->hic2 = g.hic2;
@@ -552,8 +578,11 @@ static void gate(rv_state *s) {
     memcpy(st + 2 * NL, &L->hic1, sizeof(v16f));
     memcpy(st + 3 * NL, &L->hic2, sizeof(v16f));
     if (!below(s->mem, (size_t)(s->rt - s->mem)) || !below(st, 4 * NL) ||
-        !below(s->apy, NMOD) || !below(s->lines, s->lines_n))
+        !below(s->apy, NMOD))
       return;
+    /* the rings only: a guard's spare half may hold stale values */
+    for (int q = 0; q < NL; q++)
+      if (!below(s->lines + s->off[q], (size_t)s->mask[q] + 1)) return;
   }
   flush(s);
 }
@@ -607,7 +636,7 @@ static mb_status create(void *st, const mb_config *c, char *err,
     while (size < (uint32_t)(s->d[i] + depth_max + 4)) size <<= 1;
     s->mask[i] = size - 1;
     s->off[i] = (uint32_t)s->lines_n;
-    s->lines_n += size;
+    s->lines_n += size + GUARD;
     dsum += s->d[i];
     if (s->d[i] < dmin) dmin = s->d[i];
     if (s->d[i] > s->dmax) s->dmax = s->d[i];
@@ -629,7 +658,11 @@ static mb_status create(void *st, const mb_config *c, char *err,
     }
   s->pdn = (int)lround(c->values[P_PREDELAY] * 1e-3 * fs);
   memn += 2 * (size_t)s->pdn + 2 * NMOD * SEG + 4 * SEG;
-  s->lines = calloc(s->lines_n, sizeof(float));
+  /* 64-byte aligned: rings (powers of two of at least 16 floats) and
+   * guards are multiples of 16 floats, so a 16-frame block written at a
+   * multiple of 16 is one aligned vector */
+  s->lines = aligned_alloc(64, sizeof(float) * s->lines_n);
+  if (s->lines) memset(s->lines, 0, sizeof(float) * s->lines_n);
   s->mem = calloc(memn, sizeof(float));
   s->ln = aligned_alloc(64, sizeof(lanes));
   s->mci = calloc(NMOD * SEG, sizeof(int));

@@ -130,9 +130,16 @@ end
 
 --- One render of the chain into `path`: returns the measured figures of
 -- what was written, the chain's nodes' results, and the render stats.
-local function render_pass(o, s, gain, ceiling, path)
+local function render_pass(o, s, gain, ceiling, path, meter_input)
   local g = core.graph(s.rate, nil)
   local src = g:add("input", { path = o.input })
+  -- The input's true peak (for the report) is read here, beside the
+  -- chain, rather than in the measuring pass before it.
+  local inm
+  if meter_input then
+    inm = g:add("meter", { name = "before" })
+    g:connect(src, inm)
+  end
   local settings = { gain = gain, lufs = s.lufs, ceiling = ceiling,
     bits = s.bits, rate = s.rate, target = s.name, params = o.params or {} }
   local last, nodes = o.chain(g, src, settings)
@@ -155,6 +162,7 @@ local function render_pass(o, s, gain, ceiling, path)
   local stats = g:render { progress = o.progress }
   local r = {
     after = outm:results(),
+    before = inm and inm:results(),
     stats = stats,
     gr = {},
   }
@@ -232,9 +240,15 @@ function M.deliver(opts)
     end
     codecs[#codecs + 1] = c
   end
-  local before_file = core.measure(o.input)
+  -- Loudness first, for the first guess; the true peak comes with the
+  -- first render (half the time of measuring it here).
+  local before_file = core.measure(o.input, { true_peak = false })
   if not finite(before_file.integrated) then
     fail("'%s' is silent (its integrated loudness is below the -70 LUFS gate): nothing to deliver", o.input)
+  end
+  if s.rate and s.rate ~= before_file.rate then
+    -- the graph reads the input resampled: measure the file's own peak
+    before_file.true_peak = core.measure(o.input).true_peak
   end
   s.rate = s.rate or before_file.rate
   local keep_loudness = s.lufs == nil
@@ -255,7 +269,8 @@ function M.deliver(opts)
     local passes, tried = 0, {}
     local function pass(gain)
       passes = passes + 1
-      local r = render_pass(o, s, gain, ceiling, tmp)
+      local r = render_pass(o, s, gain, ceiling, tmp, before_file.true_peak == nil)
+      if r.before then before_file.true_peak = r.before.true_peak end
       if not finite(r.after.integrated) then
         fail("the chain's output of '%s' is silent", o.input)
       end

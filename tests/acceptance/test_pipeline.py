@@ -2,11 +2,14 @@
 """Acceptance: the two-stage render pipeline gives the samples of a
 one-thread render, bit for bit.
 
-core/graph.c may run a long render as two stages on two threads (the
-schedule cut where the measured node costs balance; block k in the first
-stage while block k-1 is in the second). MOONBUS_PIPELINE=off renders on
-one thread; =always cuts after the first block and keeps the pipeline,
-whatever it measures, so even short renders cross the cut.
+core/graph.c may run a long render as a pipeline on two threads: the
+schedule cut in three parts where the measured node costs balance (head,
+middle, tail); the worker runs the middle on block k-1 while the calling
+thread runs the head on block k and the tail on block k-2, with file I/O
+moved onto those threads on a machine of fewer than 4 cores.
+MOONBUS_PIPELINE=off renders on one thread; =always cuts after the first
+block and keeps the pipeline, whatever it measures, so even short renders
+cross the cuts; =cuts:C1,C2 forces the cuts.
 
 Graphs (each rendered off, always, and with the default measuring mode,
 at blocks 64 and 4096; every output file compared as stored bytes'
@@ -19,7 +22,10 @@ float32 samples, numpy):
   control   automation on a gain, and g:every callbacks that set a
             parameter at exact frames (the pipeline drains for them);
   lua       a `lua` node in the middle (its Lua state stays on the
-            calling thread: the cut goes after it);
+            calling thread: it is never in the worker's part);
+Then, at block 64, every pair of cuts of every graph (cuts:C1,C2; a pair
+whose middle holds the `lua` node falls back to the measured cuts): the
+same bits again.
 Then a pipelined render of an hour of noise interrupted by SIGINT: exit 1, one "interrupted"
 line, no output file left.
 """
@@ -133,6 +139,25 @@ for name in GRAPHS:
                         % (name, block, mode, f, diff))
             T.check(vals == ref_vals, "%s block %d %s: results %s == %s"
                     % (name, block, mode, vals, ref_vals))
+
+# ---- every pair of cuts ----------------------------------------------------
+# nodes in each graph (the schedule's length)
+NODES = {"chain": 7, "parallel": 8, "control": 5, "lua": 5}
+for name, nn in NODES.items():
+    ref_vals, ref = render(name, "off", 64)
+    bad = []
+    for c1 in range(1, nn):
+        for c2 in range(c1 + 1, nn + 1):
+            mode = "cuts:%d,%d" % (c1, c2)
+            vals, got = render(name, mode, 64)
+            for f in ref:
+                a, b = ref[f], got.get(f)
+                if b is None or a.shape != b.shape or not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
+                    bad.append("%s %s" % (mode, f))
+            if vals != ref_vals:
+                bad.append("%s results" % mode)
+    T.check(not bad, "%s: every pair of cuts gives the one-thread bits (%d pairs)%s"
+            % (name, nn * (nn - 1) // 2, ": " + ", ".join(bad) if bad else ""))
 os.environ.pop("MOONBUS_PIPELINE", None)
 
 # ---- SIGINT while the pipeline runs ---------------------------------------
