@@ -130,7 +130,8 @@ end
 
 --- One render of the chain into `path`: returns the measured figures of
 -- what was written, the chain's nodes' results, and the render stats.
-local function render_pass(o, s, gain, ceiling, path, meter_input)
+-- A probe writes nothing and reads only the output's loudness.
+local function render_pass(o, s, gain, ceiling, path, meter_input, probe)
   local g = core.graph(s.rate, nil)
   local src = g:add("input", { path = o.input })
   -- The input's true peak (for the report) is read here, beside the
@@ -146,9 +147,11 @@ local function render_pass(o, s, gain, ceiling, path, meter_input)
   if type(nodes) ~= "table" or not nodes.limiter then
     fail("the chain function must return its last node and a table with its limiter ({ limiter = node })")
   end
-  local outm = g:add("meter", { name = "after" })
+  local outm = g:add("meter", { name = "after", true_peak = not probe })
   g:connect(last, outm)
-  g:connect(last, g:add("output", { path = path, bits = s.bits }))
+  if not probe then
+    g:connect(last, g:add("output", { path = path, bits = s.bits }))
+  end
   -- The limiter's reduction over time: its running area (dB x s) read
   -- every `trace` seconds; each step's growth over the step is the mean
   -- reduction in it.
@@ -267,24 +270,28 @@ function M.deliver(opts)
   local ok, report = pcall(function()
     local ceiling = s.ceiling
     local passes, tried = 0, {}
-    local function pass(gain)
+    local function pass(gain, probe)
       passes = passes + 1
-      local r = render_pass(o, s, gain, ceiling, tmp, before_file.true_peak == nil)
+      local r = render_pass(o, s, gain, ceiling, tmp, before_file.true_peak == nil, probe)
+      r.probe = probe
       if r.before then before_file.true_peak = r.before.true_peak end
       if not finite(r.after.integrated) then
         fail("the chain's output of '%s' is silent", o.input)
       end
       r.gain = gain
       tried[#tried + 1] = r
-      log(o, "pass %d: trim %+.2f dB -> %.2f LUFS, limiter %.2f dB", passes,
-        gain, r.after.integrated or -math.huge, r.gr.limiter or 0)
+      log(o, "pass %d%s: trim %+.2f dB -> %.2f LUFS, limiter %.2f dB", passes,
+        probe and " (probe)" or "", gain, r.after.integrated or -math.huge, r.gr.limiter or 0)
       return r
     end
     -- Solve I(gain) = target. I is the loudness of the chain's output:
     -- gain for gain while the dynamics are idle, flatter once the limiter
     -- works. The first guess treats the chain as unity (the input's own
-    -- loudness at gain 0, a point that is not rendered); every pass is
-    -- written, so a pass that lands is the master. Then secant steps.
+    -- loudness at gain 0, a point that is not rendered). The dynamics
+    -- take some loudness, so that guess rarely lands: its pass is a probe
+    -- that writes nothing and skips the output's true peak (a third of a
+    -- pass). Every later pass is written, so a pass that lands is the
+    -- master. Then secant steps.
     local before = before_file
     tried[1] = { gain = 0, after = { integrated = before_file.integrated }, gr = {},
       guess = true }
@@ -294,7 +301,7 @@ function M.deliver(opts)
       local gain = tried[#tried].gain + (s.lufs - tried[#tried].after.integrated)
       local r
       for _ = 1, 12 do
-        r = pass(gain)
+        r = pass(gain, passes == 0)
         local err = s.lufs - r.after.integrated
         if math.abs(err) <= M.tolerance then break end
         -- Past the limiting budget and still short: more gain only
@@ -323,6 +330,8 @@ function M.deliver(opts)
         fail("reaching %.1f LUFS needs %.1f dB of limiting, more than the %.1f dB allowed; lower the target, raise --max-limiting, or reduce the mix's peaks",
           s.lufs, r.gr.limiter, max_lim)
       end
+      -- The probe landed: render it for real (the same samples).
+      if r.probe then r = pass(r.gain) end
       final = r
       -- Codecs: decode what the platform would and lower the ceiling by
       -- the overshoot (plus a margin) until every codec stays under it.

@@ -140,8 +140,9 @@ def main():
                     "%s/%s: %d Hz, %d frames (input's rate and length)" % (kind, tname, fs, x.shape[0]))
             mi = T.ffmpeg_r128(src)
             b = r["before"]
-            T.check(abs(b["integrated"] - mi["I"]) <= 0.2,
-                    "%s/%s: report before %.2f LUFS vs ffmpeg %.2f" % (kind, tname, b["integrated"], mi["I"]))
+            T.check(abs(b["integrated"] - mi["I"]) <= 0.2 and abs(b["true_peak"] - mi["TP"]) <= 0.3,
+                    "%s/%s: report before %.2f LUFS / %.2f dBTP vs ffmpeg %.2f / %.2f"
+                    % (kind, tname, b["integrated"], b["true_peak"], mi["I"], mi["TP"]))
             T.check(abs(r["gain"] - (lufs - mi["I"])) < 12 and "max_gain_reduction" in r
                     and abs(b["plr"] - (b["true_peak"] - b["integrated"])) < 1e-6,
                     "%s/%s: gain %+.2f dB, limiter %.2f dB, passes %d" % (
@@ -291,6 +292,20 @@ g:render()
                "moonbus master: %.2f LUFS, %.2f dBTP" % (m["I"], m["TP"], ours["I"], ours["TP"]))
     except (ValueError, KeyError, subprocess.CalledProcessError) as e:
         T.note("ffmpeg loudnorm comparison skipped: %s" % e)
+
+    # A first pass that lands: it was a probe (nothing written, no output
+    # true peak), so it is rendered again for real: 2 passes, on target.
+    tone = os.path.join(d, "tone.wav")
+    t = np.arange(10 * FS) / FS
+    T.write(tone, np.repeat((0.05 * np.sin(2 * np.pi * 1000 * t))[:, None], 2, axis=1), FS)
+    lt = round(T.ffmpeg_r128(tone)["I"], 1)
+    out = os.path.join(d, "tone_m.wav")
+    rc, so, se, r = master(d, tone, out, "--lufs", str(lt))
+    if T.check(rc == 0 and r is not None, "tone at its own loudness: exit %d %s" % (rc, se.strip()[:200])):
+        m = T.ffmpeg_r128(out)
+        T.check(r["passes"] == 2 and abs(m["I"] - lt) <= 0.2 and m["TP"] <= -1 + 0.1,
+                "tone at %.1f LUFS: landing probe rendered again (passes %d), ffmpeg %.2f LUFS %.2f dBTP"
+                % (lt, r["passes"], m["I"], m["TP"]))
     T.finish()
 
 
