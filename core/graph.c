@@ -1271,7 +1271,7 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
  * head or the tail. */
 
 #define CAL_SKIP 2   /* blocks not timed (cold caches, first FFTs) */
-#define CAL_BLOCKS 8 /* blocks timed to find the cut */
+#define CAL_BLOCKS 32 /* blocks timed to find the cuts (fewer were noisy) */
 
 typedef struct stage_worker {
   mb_graph *g;
@@ -1420,7 +1420,7 @@ static void stop_worker(stage_worker *w) {
  * that renders faster on this machine under its present load (a pipeline
  * only pays when a second core is free): a short probe of the other way
  * every PROBE_LONG steps. */
-#define PROBE_SHORT 16
+#define PROBE_SHORT 32
 #define PROBE_LONG 256
 
 static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
@@ -1537,7 +1537,9 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     } else if (always) {
       piped = 1;
     } else if (probing) {
-      piped = spf[1] < spf[0];
+      /* back to the way of the long window unless the probe was clearly
+       * faster: one preempted step must not flip it */
+      piped = spf[piped] < 0.9 * spf[!piped] ? piped : !piped;
       probing = 0, win_len = PROBE_LONG;
     } else {
       piped = !piped;
