@@ -541,6 +541,36 @@ static void pcm_to_float(const unsigned char *b, int bytes, float *out,
   }
 }
 
+/* n integers of the format's range -> `bytes`-byte little-endian PCM (b
+ * has 16 bytes to spare). */
+static void pack_pcm(const int32_t *q, int bytes, unsigned char *b, size_t n) {
+  size_t i = 0;
+  if (bytes == 2) {
+    for (; i < n; i++) {
+      const int16_t v = (int16_t)q[i];
+      memcpy(b + 2 * i, &v, 2);
+    }
+    return;
+  }
+#ifdef __SSSE3__
+  /* the low 3 bytes of 4 lanes into 12 bytes; the 16-byte store's last 4
+   * are overwritten by the next step (or are spare) */
+  const __m128i from_lanes =
+      _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+  for (; i + 4 <= n; i += 4) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + i));
+    _mm_storeu_si128((__m128i *)(void *)(b + 3 * i),
+                     _mm_shuffle_epi8(v, from_lanes));
+  }
+#endif
+  for (; i < n; i++) {
+    const uint32_t u = (uint32_t)q[i];
+    b[3 * i] = (unsigned char)u;
+    b[3 * i + 1] = (unsigned char)(u >> 8);
+    b[3 * i + 2] = (unsigned char)(u >> 16);
+  }
+}
+
 static void reader_release(mb_reader *r) {
   pipe_free(r->pipe);
   r->pipe = NULL;
@@ -623,36 +653,6 @@ mb_status mb_reader_start(mb_reader *r, double rate, int max_frames, char *err,
 /* Read up to n frames (interleaved) into r->ibuf, never past the header's
  * count (an MP3 may decode a little more than its estimate). A short read
  * without an error is the decoder's real end: the caller pads with zeros. */
-/* n integers of the format's range -> `bytes`-byte little-endian PCM (b
- * has 16 bytes to spare). */
-static void pack_pcm(const int32_t *q, int bytes, unsigned char *b, size_t n) {
-  size_t i = 0;
-  if (bytes == 2) {
-    for (; i < n; i++) {
-      const int16_t v = (int16_t)q[i];
-      memcpy(b + 2 * i, &v, 2);
-    }
-    return;
-  }
-#ifdef __SSSE3__
-  /* the low 3 bytes of 4 lanes into 12 bytes; the 16-byte store's last 4
-   * are overwritten by the next step (or are spare) */
-  const __m128i from_lanes =
-      _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
-  for (; i + 4 <= n; i += 4) {
-    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(q + i));
-    _mm_storeu_si128((__m128i *)(void *)(b + 3 * i),
-                     _mm_shuffle_epi8(v, from_lanes));
-  }
-#endif
-  for (; i < n; i++) {
-    const uint32_t u = (uint32_t)q[i];
-    b[3 * i] = (unsigned char)u;
-    b[3 * i + 1] = (unsigned char)(u >> 8);
-    b[3 * i + 2] = (unsigned char)(u >> 16);
-  }
-}
-
 static mb_status fill(mb_reader *r, int64_t n, size_t *got, char *err,
                       size_t errlen) {
   int64_t left = r->info.frames - r->file_pos;
@@ -1226,9 +1226,6 @@ static inline v8i round_away(v8f d) {
   return t - (f >= 0.5f) + (f <= -0.5f); /* a true lane compares as -1 */
 }
 
-/* Count clipped samples, track the peak, quantise (integer formats) and
- * hand n frames to libsndfile. Eight samples at a time: the writer thread
- * shares the machine with the render. */
 /* Commit fsyncs the file before renaming it; started while the render
  * runs, the disk's work is mostly done by then (an 86 MB file's fsync went
  * from 46 ms to 8 ms here). Asks the kernel to start writing back every
@@ -1248,6 +1245,9 @@ static void start_writeback(mb_writer *w) {
 #endif
 }
 
+/* Count clipped samples, track the peak, quantise (integer formats) and
+ * hand n frames to libsndfile. Eight samples at a time: the writer thread
+ * shares the machine with the render. */
 static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
                       size_t errlen) {
   const size_t len = n * (size_t)w->channels;

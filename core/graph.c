@@ -1531,8 +1531,11 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
       if (!cut || start_worker(&w, g, c1, c2) != MB_OK) {
         win_len = INT32_MAX; /* one thread to the end */
       } else {
+        /* a short one-thread window with the I/O workers first: the
+         * calibration ran slower than that (timed, I/O on this thread),
+         * so the first probe of the pipeline must not be judged by it */
         started = 1;
-        piped = 1, probing = 1, win_len = PROBE_SHORT;
+        piped = always, probing = 0, win_len = PROBE_SHORT;
       }
     } else if (always) {
       piped = 1;

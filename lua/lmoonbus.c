@@ -1230,10 +1230,26 @@ static int l_measure(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int tp = 1;
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_getfield(L, 2, "true_peak");
-    tp = lua_isnil(L, -1) || lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    if (!lua_istable(L, 2))
+      return fail(L, "measure: options must be a table, got %s",
+                  luaL_typename(L, 2));
+    static const char *const keys[] = {"true_peak"};
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      const char *k =
+          lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+      if (strcmp(k, "true_peak") != 0) {
+        const char *hint = mb_suggest(k, keys, 1);
+        return fail(L, "measure: unknown option '%s'%s%s%s", k,
+                    hint ? "; did you mean '" : " (known: true_peak)",
+                    hint ? hint : "", hint ? "'?" : "");
+      }
+      if (!lua_isboolean(L, -1))
+        return fail(L, "measure: true_peak must be true or false, got %s",
+                    luaL_typename(L, -1));
+      tp = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
   }
   mb_measurement m;
   char err[MB_ERRLEN];

@@ -28,6 +28,9 @@ linear to 0.001) measures the same files. Checks: integrated within 0.1 LU
 of the expected value and of ffmpeg; LRA within 1 LU of the expected value
 and 0.1 LU of ffmpeg; true and sample peaks as above (and case 1's true
 peak within 0.1 dB of ffmpeg's); durations, rates and channels right.
+Then mb.measure(path, { true_peak = false }) on case 5: integrated and LRA
+within 0.1 of ffmpeg, no true peak; a misspelt option, a non-boolean and a
+non-table each fail with one `moonbus:` line naming the problem.
 """
 import json
 import os
@@ -194,6 +197,23 @@ def main():
         fftp = 20 * np.log10(r["true_peak"])
         T.check(abs(tp - (-23)) <= 0.1 and abs(tp - fftp) <= 0.1,
                 "3341 case 1: true peak %.3f dBTP (expected -23.0; ffmpeg %.3f)" % (tp, fftp))
+
+    # mb.measure(path, { true_peak = false }): the same loudness, no true
+    # peak; a wrong option is one error line naming it.
+    v = T.render('local m = mb.measure("3341_case5.wav", { true_peak = false })\n'
+                 'emit("I", m.integrated); emit("LRA", m.lra); emit("SP", m.sample_peak)\n'
+                 'emit("has_tp", m.true_peak ~= nil and 1 or 0)', cwd=d, what="measure without true peak")
+    r = ff["3341_case5.wav"]
+    T.check(v.get("has_tp") == 0 and abs(v["I"] - r["I"]) <= TOL_FF and abs(v["LRA"] - r["LRA"]) <= TOL_FF,
+            "measure{true_peak=false}: %.3f LUFS, LRA %.3f (ffmpeg %.3f, %.3f), no true peak"
+            % (v["I"], v["LRA"], r["I"], r["LRA"]))
+    for opt, want in (("{ truepeak = false }", "did you mean 'true_peak'"),
+                      ("{ true_peak = 0 }", "true_peak must be true or false"),
+                      ('"fast"', "options must be a table")):
+        rc, out, err = T.run_lua('mb.measure("3341_case1.wav", %s)' % opt, cwd=d)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        T.check(rc != 0 and len(lines) == 1 and lines[0].startswith("moonbus:") and want in lines[0],
+                "measure(path, %s): exit %d, one line %r" % (opt, rc, err.strip()[:200]))
     T.finish()
 
 
