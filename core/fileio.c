@@ -541,17 +541,10 @@ static void pcm_to_float(const unsigned char *b, int bytes, float *out,
   }
 }
 
-/* n integers of the format's range -> `bytes`-byte little-endian PCM (b
- * has 16 bytes to spare). */
-static void pack_pcm(const int32_t *q, int bytes, unsigned char *b, size_t n) {
+/* n integers of the 24-bit range -> 3-byte little-endian PCM (b has 16
+ * bytes to spare). 16-bit PCM is stored by emit() directly. */
+static void pack_pcm24(const int32_t *q, unsigned char *b, size_t n) {
   size_t i = 0;
-  if (bytes == 2) {
-    for (; i < n; i++) {
-      const int16_t v = (int16_t)q[i];
-      memcpy(b + 2 * i, &v, 2);
-    }
-    return;
-  }
 #ifdef __SSSE3__
   /* the low 3 bytes of 4 lanes into 12 bytes; the 16-byte store's last 4
    * are overwritten by the next step (or are spare) */
@@ -1246,16 +1239,27 @@ static void start_writeback(mb_writer *w) {
 }
 
 /* Count clipped samples, track the peak, quantise (integer formats) and
- * hand n frames to libsndfile. Eight samples at a time: the writer thread
- * shares the machine with the render. */
+ * hand n frames to libsndfile: one pass over the samples, eight at a time
+ * (the writer shares the machine with the render). 16-bit PCM that we
+ * pack ourselves goes straight to its bytes; other integer formats through
+ * 32-bit integers (left-justified for libsndfile, or packed to 3 bytes). */
 static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
                       size_t errlen) {
   const size_t len = n * (size_t)w->channels;
   const float hi = w->hi, lo = w->lo;
+  /* x * 2^(bits-1) is exact in float; clamp to the format's range (NaN to
+   * 0), round half away from zero. */
+  const float scale = w->ibits == 16 ? 32768.0f : 8388608.0f;
+  const float top = scale - 1, bottom = -scale;
+  const int shift = w->raw_bytes ? 0 : 32 - w->ibits;
+  const int ints = w->ibits != 0, s16 = ints && w->raw_bytes == 2;
+  int32_t *q = w->qbuf;
+  int16_t *h = (int16_t *)(void *)w->rbuf;
   float pk = w->peak;
   int64_t clipped = 0;
   size_t i = 0;
   {
+    const v8f vtop = top - (v8f){0}, vbot = bottom - (v8f){0};
     v8f vpk = {0};
     v8i vcl = {0};
     for (; i + 8 <= len; i += 8) {
@@ -1263,6 +1267,18 @@ static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
       vcl -= (x > hi) | (x < lo);
       const v8f a = vabs(x);
       vpk = vsel(a > vpk, a, vpk); /* NaN never wins, as below */
+      if (!ints) continue;
+      v8f d = x * scale;
+      d = vsel(d == d, d, (v8f){0});
+      d = vsel(d > vtop, vtop, vsel(d < vbot, vbot, d));
+      const v8i r = round_away(d);
+      if (s16) {
+        const v8s r16 = __builtin_convertvector(r, v8s);
+        memcpy(h + i, &r16, sizeof r16);
+      } else {
+        const v8i rs = r * (1 << shift);
+        memcpy(q + i, &rs, sizeof rs);
+      }
     }
     for (int l = 0; l < 8; l++) {
       clipped += vcl[l];
@@ -1270,43 +1286,27 @@ static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
     }
   }
   for (; i < len; i++) {
-    float x = buf[i];
+    const float x = buf[i];
     clipped += (x > hi) | (x < lo);
-    float a = fabsf(x);
+    const float a = fabsf(x);
     pk = a > pk ? a : pk;
+    if (!ints) continue;
+    double d = x * (double)scale;
+    d = d == d ? d : 0; /* NaN */
+    d = d > top ? top : d < bottom ? bottom : d;
+    const int32_t r = (int32_t)(d + (d >= 0 ? 0.5 : -0.5));
+    if (s16) h[i] = (int16_t)r;
+    else q[i] = r * (1 << shift);
   }
   w->clipped += clipped;
   w->peak = pk;
   sf_count_t put;
-  if (w->ibits) {
-    /* x * 2^(bits-1) is exact in float; clamp to the format's range
-     * (NaN to 0), round half away from zero, left-justify in 32 bits. */
-    const float scale = w->ibits == 16 ? 32768.0f : 8388608.0f;
-    const float top = scale - 1, bottom = -scale;
-    const int shift = w->raw_bytes ? 0 : 32 - w->ibits;
-    int32_t *q = w->qbuf;
-    const v8f vtop = top - (v8f){0}, vbot = bottom - (v8f){0};
-    size_t k = 0;
-    for (; k + 8 <= len; k += 8) {
-      v8f d = ld(buf + k) * scale;
-      d = vsel(d == d, d, (v8f){0});
-      d = vsel(d > vtop, vtop, vsel(d < vbot, vbot, d));
-      const v8i r = round_away(d) * (1 << shift);
-      memcpy(q + k, &r, sizeof r);
-    }
-    for (; k < len; k++) {
-      double d = buf[k] * (double)scale;
-      d = d == d ? d : 0; /* NaN */
-      d = d > top ? top : d < bottom ? bottom : d;
-      q[k] = (int32_t)(d + (d >= 0 ? 0.5 : -0.5)) * (1 << shift);
-    }
-    if (w->raw_bytes) {
-      const sf_count_t fb = (sf_count_t)w->raw_bytes * w->channels;
-      pack_pcm(q, w->raw_bytes, w->rbuf, len);
-      put = sf_write_raw(w->sf, w->rbuf, (sf_count_t)n * fb) / fb;
-    } else {
-      put = sf_writef_int(w->sf, q, (sf_count_t)n);
-    }
+  if (w->raw_bytes) {
+    const sf_count_t fb = (sf_count_t)w->raw_bytes * w->channels;
+    if (!s16) pack_pcm24(q, w->rbuf, len);
+    put = sf_write_raw(w->sf, w->rbuf, (sf_count_t)n * fb) / fb;
+  } else if (ints) {
+    put = sf_writef_int(w->sf, q, (sf_count_t)n);
   } else {
     put = sf_writef_float(w->sf, buf, (sf_count_t)n);
   }

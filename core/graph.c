@@ -1418,10 +1418,17 @@ static void stop_worker(stage_worker *w) {
  * blocks run on one thread and are timed per node to find the cut; then
  * the loop alternates between the two ways of running, keeping the one
  * that renders faster on this machine under its present load (a pipeline
- * only pays when a second core is free): a short probe of the other way
- * every PROBE_LONG steps. */
+ * only pays when a second core is free). It starts with a short probe of
+ * each way, then runs the faster for a long window and probes the other
+ * again; each probe that confirms the way doubles the next long window
+ * (up to PROBE_MAX steps), so a steady machine pays little for probing
+ * and a change of load is still noticed within a few seconds of audio.
+ * A window's speed is timed from its WARM_STEPS-th step: the first steps
+ * after a switch drain the pipeline and restart the I/O workers. */
 #define PROBE_SHORT 32
 #define PROBE_LONG 256
+#define PROBE_MAX 2048
+#define WARM_STEPS 4
 
 static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
                             int64_t total) {
@@ -1447,8 +1454,9 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
   /* the current window: its length in steps, what it has done, and the
    * measured seconds per frame of each way (0 = not measured yet) */
   int win_len = always ? 1 : CAL_SKIP + CAL_BLOCKS, steps = 0, probing = 0;
-  int64_t win_frames = 0;
-  double win_t0 = now(), spf[2] = {0, 0};
+  int long_len = PROBE_LONG;
+  int64_t win_frames = 0, warm_frames = 0;
+  double warm_t0 = now(), spf[2] = {0, 0};
   int64_t pos = 0; /* next frame for the head */
   /* blocks in flight: b[0] waits for the middle, b[1] for the tail */
   struct { int64_t pos; int n, set; } b[2] = {{0, 0, 0}, {0, 0, 0}};
@@ -1513,10 +1521,12 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     }
     pos += n;
     win_frames += n;
-    if (++steps < win_len || !n) continue;
+    if (++steps == WARM_STEPS && win_len > 2 * WARM_STEPS)
+      warm_t0 = now(), warm_frames = win_frames;
+    if (steps < win_len || !n) continue;
     /* The window is over: how fast was it, and which way next? */
     double t = now();
-    spf[piped] = (t - win_t0) / (double)win_frames;
+    spf[piped] = (t - warm_t0) / (double)(win_frames - warm_frames);
     if (!started) {
       calibrating = 0;
       int cut = cost ? best_cuts(g, cost, always, &c1, &c2) : 0;
@@ -1531,24 +1541,33 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
       if (!cut || start_worker(&w, g, c1, c2) != MB_OK) {
         win_len = INT32_MAX; /* one thread to the end */
       } else {
-        /* a short one-thread window with the I/O workers first: the
-         * calibration ran slower than that (timed, I/O on this thread),
-         * so the first probe of the pipeline must not be judged by it */
+        /* a probe of the pipeline, then one of a thread with the I/O
+         * workers: the calibration (timed, I/O on this thread) is no
+         * measure of either */
         started = 1;
-        piped = always, probing = 0, win_len = PROBE_SHORT;
+        piped = 1, probing = 1, win_len = PROBE_SHORT;
+        spf[0] = spf[1] = 0;
       }
     } else if (always) {
       piped = 1;
+    } else if (probing && !spf[!piped]) {
+      piped = !piped, win_len = PROBE_SHORT; /* the other way's probe */
     } else if (probing) {
-      /* back to the way of the long window unless the probe was clearly
-       * faster: one preempted step must not flip it */
-      piped = spf[piped] < 0.9 * spf[!piped] ? piped : !piped;
-      probing = 0, win_len = PROBE_LONG;
+      /* the way of the last long window (the pipeline, first) stays
+       * unless the probe was clearly faster: one preempted step must not
+       * flip it; each confirmation makes the next long window longer */
+      if (spf[piped] < 0.9 * spf[!piped]) {
+        long_len = PROBE_LONG;
+      } else {
+        piped = !piped;
+        long_len = long_len * 2 > PROBE_MAX ? PROBE_MAX : long_len * 2;
+      }
+      probing = 0, win_len = long_len;
     } else {
       piped = !piped;
       probing = 1, win_len = PROBE_SHORT;
     }
-    steps = 0, win_frames = 0, win_t0 = t;
+    steps = 0, win_frames = warm_frames = 0, warm_t0 = t;
   }
   if (started) stop_worker(&w);
   free(cost);

@@ -20,6 +20,7 @@
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32)));
+typedef short v8s __attribute__((vector_size(16)));
 
 static inline v8f ld(const float *p) {
   v8f v;
