@@ -690,7 +690,13 @@ static void deinterleave(const float *src, int channels, size_t n,
   }
   if (channels == 2) {
     float *l = out[0] + at, *r = out[1] + at;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      const v8f a = ld(src + 2 * i), b = ld(src + 2 * i + 8);
+      st(l + i, VEVEN(a, b));
+      st(r + i, VODD(a, b));
+    }
+    for (; i < n; i++) {
       l[i] = src[2 * i];
       r[i] = src[2 * i + 1];
     }

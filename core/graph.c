@@ -1000,8 +1000,8 @@ mb_status mb_graph_compile(mb_graph *g) {
   }
   /* 64-byte aligned channel buffers */
   size_t stride = ((size_t)g->block + 15) & ~(size_t)15;
-  /* Three sets: the render pipeline has up to three blocks in flight,
-   * each in its own set (see run_blocks). */
+  /* PIPE_SETS sets: the render pipeline has up to that many blocks in
+   * flight, each in its own set (see run_blocks). */
   g->set = (ptrdiff_t)((pa.n_total + 1) * stride);
   g->pool = aligned_alloc(64, PIPE_SETS * (size_t)g->set * sizeof(float));
   if (g->pool)
@@ -1255,20 +1255,23 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
  * On a machine with two or more cores, a long render runs as a pipeline:
  * the schedule is cut into three parts, head [0, c1), middle [c1, c2) and
  * tail [c2, n) (the tail may be empty), where the time its nodes took over
- * the first blocks balances best between two threads. While a worker runs
- * the middle on block k-1, the calling thread runs the head on block k and
- * the tail on block k-2. The tail is what lets a chain balance whose
- * heaviest node sits near its end: a limiter in the middle, with the meters
- * and the file writer after it in the tail. Each part touches only its own
- * nodes (instances, envelopes, the delay histories of their input
- * connections, readers, writers), and the three blocks in flight live in
- * the three buffer sets of the pool, so the threads share nothing while
- * they run; they meet at one hand-off per block. The samples are the same
- * as a one-thread render's: every node sees the same inputs in the same
- * order. Control callbacks run with the pipeline drained (every part at
- * the same frame), so they land exactly as before. `lua` nodes
- * (host-backed: their Lua state belongs to the calling thread) stay in the
- * head or the tail. */
+ * the first blocks balances best between two threads. The calling thread
+ * runs the head on each new block and hands it to a worker, which runs the
+ * middle; the calling thread then runs the tail on the blocks the worker
+ * has finished. The tail is what lets a chain balance whose heaviest node
+ * sits near its end: a limiter in the middle, with the meters and the file
+ * writer after it in the tail. Up to PIPE_SETS blocks are in flight, each
+ * in its own buffer set of the pool, so that either thread can run ahead
+ * of the other for a few blocks: a block that takes longer (a file read,
+ * a preemption) does not stop the other thread at once. Each part touches
+ * only its own nodes (instances, envelopes, the delay histories of their
+ * input connections, readers, writers), so the threads share nothing
+ * while they run but the blocks they hand over, in order, through two
+ * counting semaphores. The samples are the same as a one-thread render's:
+ * every node sees the same inputs in the same order. Control callbacks run
+ * with the pipeline drained (every part at the same frame), so they land
+ * exactly as before. `lua` nodes (host-backed: their Lua state belongs to
+ * the calling thread) stay in the head or the tail. */
 
 #define CAL_SKIP 2   /* blocks not timed (cold caches, first FFTs) */
 #define CAL_BLOCKS 32 /* blocks timed to find the cuts (fewer were noisy) */
@@ -1276,13 +1279,12 @@ mb_status mb__render_range(mb_graph *g, int o0, int o1, int64_t pos, int n,
 typedef struct stage_worker {
   mb_graph *g;
   pthread_t thread;
-  sem_t go, done;
-  int c1, c2;    /* the worker runs schedule entries [c1, c2) */
-  int64_t pos;   /* its job: frames [pos, pos+n) in buffer set `sh` */
-  int n;
-  ptrdiff_t sh;
-  mb_status st;
-  int quit;
+  sem_t go, done; /* blocks handed to the worker, blocks it has finished */
+  int c1, c2;     /* the worker runs schedule entries [c1, c2) */
+  /* block k in flight: frames [pos, pos + n) in buffer set k % PIPE_SETS,
+   * and how its middle went */
+  struct { int64_t pos; int n; mb_status st; } blk[PIPE_SETS];
+  volatile int quit;
 } stage_worker;
 
 void mb__enable_ftz(void) {
@@ -1307,10 +1309,11 @@ static void wait_sem(sem_t *s) {
 static void *stage_main(void *arg) {
   stage_worker *w = arg;
   mb__enable_ftz();
-  for (;;) {
+  for (int k = 0;; k = (k + 1) % PIPE_SETS) {
     wait_sem(&w->go);
     if (w->quit) break;
-    w->st = mb__render_range(w->g, w->c1, w->c2, w->pos, w->n, w->sh, NULL);
+    w->blk[k].st = mb__render_range(w->g, w->c1, w->c2, w->blk[k].pos,
+                                    w->blk[k].n, k * w->g->set, NULL);
     sem_post(&w->done);
   }
   return NULL;
@@ -1420,9 +1423,10 @@ static void stop_worker(stage_worker *w) {
  * that renders faster on this machine under its present load (a pipeline
  * only pays when a second core is free). It starts with a short probe of
  * each way, then runs the faster for a long window and probes the other
- * again; each probe that confirms the way doubles the next long window
- * (up to PROBE_MAX steps), so a steady machine pays little for probing
- * and a change of load is still noticed within a few seconds of audio.
+ * again; each probe that confirms the pipeline doubles its next long
+ * window (up to PROBE_MAX blocks), so a steady machine pays little for
+ * probing and a change of load is still noticed within a few seconds of
+ * audio.
  * A window's speed is timed from its WARM_STEPS-th step: the first steps
  * after a switch drain the pipeline and restart the I/O workers. */
 #define PROBE_SHORT 32
@@ -1450,23 +1454,24 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
   int io_bg = -1; /* I/O on workers (1), on the stages (0), not set (-1) */
   int calibrating = cost != NULL;
   stage_worker w;
-  int started = 0, piped = 0, set = 0; /* set: the next block's buffers */
-  /* the current window: its length in steps, what it has done, and the
+  int started = 0, piped = 0;
+  /* the current window: its length in blocks, what it has done, and the
    * measured seconds per frame of each way (0 = not measured yet) */
   int win_len = always ? 1 : CAL_SKIP + CAL_BLOCKS, steps = 0, probing = 0;
   int long_len = PROBE_LONG;
   int64_t win_frames = 0, warm_frames = 0;
   double warm_t0 = now(), spf[2] = {0, 0};
   int64_t pos = 0; /* next frame for the head */
-  /* blocks in flight: b[0] waits for the middle, b[1] for the tail */
-  struct { int64_t pos; int n, set; } b[2] = {{0, 0, 0}, {0, 0, 0}};
+  /* blocks the pipeline started (head run) and finished (tail run); its
+   * block k uses buffer set k % PIPE_SETS, as the worker counts them */
+  int64_t issued = 0, finished = 0;
   int c1 = 0, c2 = 0;
   for (;;) {
     if (opts->interrupt && *opts->interrupt) {
       st = mb_graph_fail(g, MB_ERR_INTERRUPTED, "interrupted");
       break;
     }
-    const int busy = b[0].n || b[1].n; /* the pipeline is not drained */
+    const int busy = issued > finished; /* the pipeline is not drained */
     if (pos < total && next_ctl <= pos && !busy) {
       g->pos = pos;
       if ((st = opts->control(opts->ud, pos))) break;
@@ -1474,14 +1479,14 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
       continue;
     }
     int n = 0;
-    if (pos < total && next_ctl > pos && (piped || !busy)) {
+    if (pos < total && next_ctl > pos && (piped || !busy) &&
+        issued - finished < PIPE_SETS) {
       int64_t m = g->block;
       if (m > total - pos) m = total - pos;
       if (m > next_ctl - pos) m = next_ctl - pos;
       n = (int)m;
     }
     if (!n && !busy) break;
-    g->pos = pos;
     /* the I/O mode follows the way of running, switched with no block in
      * flight; the calibration blocks run as a pipeline would */
     const int want_bg = !stage_io || (!piped && !calibrating);
@@ -1489,41 +1494,40 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
       if ((st = set_io(g, want_bg))) break;
       io_bg = want_bg;
     }
+    const int k = (int)(issued % PIPE_SETS);
+    g->pos = pos;
     if (!piped && !busy) {
       int time_it = cost && (always || steps >= CAL_SKIP);
-      if ((st = mb__render_range(g, 0, g->n, pos, n, set * g->set,
+      if ((st = mb__render_range(g, 0, g->n, pos, n, k * g->set,
                                  time_it ? cost : NULL)))
         break;
       if (opts->progress) opts->progress(opts->ud, pos + n, total);
+    } else if (n && !(busy && sem_trywait(&w.done) == 0)) {
+      /* a new block: its head here, its middle on the worker */
+      if ((st = mb__render_range(g, 0, c1, pos, n, k * g->set, NULL))) break;
+      w.blk[k].pos = pos, w.blk[k].n = n;
+      issued++;
+      sem_post(&w.go);
     } else {
-      /* The worker takes the middle of the previous block; this thread
-       * the head of [pos, pos+n) and the tail of the block before. */
-      if (b[0].n) {
-        w.pos = b[0].pos, w.n = b[0].n, w.sh = b[0].set * g->set;
-        sem_post(&w.go);
-      }
-      mb_status sa = n ? mb__render_range(g, 0, c1, pos, n, set * g->set, NULL)
-                       : MB_OK;
-      if (!sa && b[1].n && c2 < g->n)
-        sa = mb__render_range(g, c2, g->n, b[1].pos, b[1].n,
-                              b[1].set * g->set, NULL);
-      if (!sa && b[1].n && opts->progress)
-        opts->progress(opts->ud, b[1].pos + b[1].n, total);
-      mb_status sb = MB_OK;
-      if (b[0].n) {
-        wait_sem(&w.done);
-        sb = w.st;
-      }
-      if ((st = sa ? sa : sb)) break;
-      b[1] = b[0];
-      b[0].pos = pos, b[0].n = n, b[0].set = set;
-      set = (set + 1) % PIPE_SETS;
+      /* the oldest block's tail, once the worker has finished its middle
+       * (already taken if the sem_trywait above succeeded) */
+      if (!n) wait_sem(&w.done);
+      const int f = (int)(finished % PIPE_SETS);
+      finished++;
+      if ((st = w.blk[f].st)) break;
+      if (c2 < g->n &&
+          (st = mb__render_range(g, c2, g->n, w.blk[f].pos, w.blk[f].n,
+                                 f * g->set, NULL)))
+        break;
+      if (opts->progress)
+        opts->progress(opts->ud, w.blk[f].pos + w.blk[f].n, total);
+      continue; /* no new block */
     }
     pos += n;
     win_frames += n;
     if (++steps == WARM_STEPS && win_len > 2 * WARM_STEPS)
       warm_t0 = now(), warm_frames = win_frames;
-    if (steps < win_len || !n) continue;
+    if (steps < win_len) continue;
     /* The window is over: how fast was it, and which way next? */
     double t = now();
     spf[piped] = (t - warm_t0) / (double)(win_frames - warm_frames);
@@ -1555,12 +1559,16 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     } else if (probing) {
       /* the way of the last long window (the pipeline, first) stays
        * unless the probe was clearly faster: one preempted step must not
-       * flip it; each confirmation makes the next long window longer */
+       * flip it. Each confirmation of the pipeline makes its next long
+       * window longer; one thread, chosen because the pipeline measured
+       * slow (a busy core, or a probe that met a preemption), is never
+       * kept for longer: probing the pipeline from there costs little */
       if (spf[piped] < 0.9 * spf[!piped]) {
         long_len = PROBE_LONG;
       } else {
         piped = !piped;
-        long_len = long_len * 2 > PROBE_MAX ? PROBE_MAX : long_len * 2;
+        long_len = !piped ? PROBE_LONG
+                   : long_len * 2 > PROBE_MAX ? PROBE_MAX : long_len * 2;
       }
       probing = 0, win_len = long_len;
     } else {

@@ -11,7 +11,7 @@
 
 #define DEFAULT_RATE 48000.0
 #define DEFAULT_BLOCK 4096
-#define PIPE_SETS 3 /* buffer sets: blocks in flight in the render pipeline */
+#define PIPE_SETS 8 /* buffer sets: blocks in flight in the render pipeline */
 #define DEFAULT_TAIL_CAP 60.0
 #define UNBOUNDED INT64_MAX
 

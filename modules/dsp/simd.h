@@ -28,6 +28,15 @@ static inline v8f ld(const float *p) {
   return v;
 }
 static inline void st(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+/* The even and the odd lanes of the 16 floats a, b: a stereo pair of
+ * channels out of 8 interleaved frames. */
+#if defined(__clang__)
+#define VEVEN(a, b) __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
+#define VODD(a, b) __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
+#else
+#define VEVEN(a, b) __builtin_shuffle(a, b, (v8i){0, 2, 4, 6, 8, 10, 12, 14})
+#define VODD(a, b) __builtin_shuffle(a, b, (v8i){1, 3, 5, 7, 9, 11, 13, 15})
+#endif
 static inline v8f vabs(v8f a) { return (v8f)((v8i)a & 0x7fffffff); }
 static inline v8f vsel(v8i m, v8f a, v8f b) { /* m ? a : b per lane */
   return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
