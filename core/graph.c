@@ -1459,7 +1459,7 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
    * measured seconds per frame of each way (0 = not measured yet) */
   int win_len = always ? 1 : CAL_SKIP + CAL_BLOCKS, steps = 0, probing = 0;
   int long_len = PROBE_LONG;
-  int64_t win_frames = 0, warm_frames = 0;
+  int64_t done = 0, warm_done = 0; /* frames finished (tail run) */
   double warm_t0 = now(), spf[2] = {0, 0};
   int64_t pos = 0; /* next frame for the head */
   /* blocks the pipeline started (head run) and finished (tail run); its
@@ -1501,6 +1501,7 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
       if ((st = mb__render_range(g, 0, g->n, pos, n, k * g->set,
                                  time_it ? cost : NULL)))
         break;
+      done += n;
       if (opts->progress) opts->progress(opts->ud, pos + n, total);
     } else if (n && !(busy && sem_trywait(&w.done) == 0)) {
       /* a new block: its head here, its middle on the worker */
@@ -1519,18 +1520,19 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
           (st = mb__render_range(g, c2, g->n, w.blk[f].pos, w.blk[f].n,
                                  f * g->set, NULL)))
         break;
+      done += w.blk[f].n;
       if (opts->progress)
         opts->progress(opts->ud, w.blk[f].pos + w.blk[f].n, total);
       continue; /* no new block */
     }
     pos += n;
-    win_frames += n;
     if (++steps == WARM_STEPS && win_len > 2 * WARM_STEPS)
-      warm_t0 = now(), warm_frames = win_frames;
+      warm_t0 = now(), warm_done = done;
     if (steps < win_len) continue;
-    /* The window is over: how fast was it, and which way next? */
+    /* The window is over: how fast was it (frames finished, not started:
+     * a pipeline holds up to PIPE_SETS blocks), and which way next? */
     double t = now();
-    spf[piped] = (t - warm_t0) / (double)(win_frames - warm_frames);
+    spf[piped] = (t - warm_t0) / (double)(done > warm_done ? done - warm_done : 1);
     if (!started) {
       calibrating = 0;
       int cut = cost ? best_cuts(g, cost, always, &c1, &c2) : 0;
@@ -1575,7 +1577,7 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
       piped = !piped;
       probing = 1, win_len = PROBE_SHORT;
     }
-    steps = 0, win_frames = warm_frames = 0, warm_t0 = t;
+    steps = 0, warm_done = done, warm_t0 = t;
   }
   if (started) stop_worker(&w);
   free(cost);
