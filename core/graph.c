@@ -10,8 +10,10 @@
  * happens at a particular frame (envelope steps, control callbacks, sink
  * start and end) happens at that absolute frame, whatever the block size;
  * blocks are split there. */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <math.h>
@@ -1346,8 +1348,11 @@ static mb_status set_io(mb_graph *g, int background) {
   return MB_OK;
 }
 
-static int online_cpus(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
+int mb_cpus(void) {
+  cpu_set_t set;
+  long n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n < 1) n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
 }
 
@@ -1361,7 +1366,7 @@ static int pipeline_mode(int *c1, int *c2) {
   if (t && !strcmp(t, "off")) return 0;
   if (t && !strcmp(t, "always")) return 2;
   if (t && sscanf(t, "cuts:%d,%d", c1, c2) == 2) return 2;
-  return online_cpus() >= 2 ? 1 : 0;
+  return mb_cpus() >= 2 ? 1 : 0;
 }
 
 /* The cuts that best balance the measured costs: the calling thread's
@@ -1450,7 +1455,8 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     cost = calloc((size_t)g->n, sizeof *cost);
   /* With fewer than 4 cores a pipeline runs the file I/O in its stages
    * (and is timed that way); one thread leaves it to the I/O workers. */
-  const int stage_io = cost && online_cpus() < 4;
+  const int cpus = mb_cpus();
+  const int stage_io = (cost && cpus < 4) || cpus == 1;
   int io_bg = -1; /* I/O on workers (1), on the stages (0), not set (-1) */
   int calibrating = cost != NULL;
   stage_worker w;
@@ -1489,7 +1495,7 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     if (!n && !busy) break;
     /* the I/O mode follows the way of running, switched with no block in
      * flight; the calibration blocks run as a pipeline would */
-    const int want_bg = !stage_io || (!piped && !calibrating);
+    const int want_bg = !stage_io || (!piped && !calibrating && cpus > 1);
     if (want_bg != io_bg && !busy) {
       if ((st = set_io(g, want_bg))) break;
       io_bg = want_bg;

@@ -177,6 +177,11 @@ typedef struct mb_device_info {
  * negative mb_status with the message in err. */
 int mb_devices(mb_device_info *list, int max, char *err, size_t errlen);
 
+/* The cores this process may run on: its affinity mask, which taskset,
+ * cpusets and Slurm narrow (at least 1). Renders use a second thread only
+ * when there is a second core. */
+int mb_cpus(void);
+
 /* After a render: an analyser's results, or a file output's figures. */
 int mb_node_results(const mb_graph *g, int node, const char **names,
                     double *values, int max);

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -139,11 +138,7 @@ static int l_kill(lua_State *L) {
 /* core.cpus(): cores this process may run on (the affinity mask, which
  * Slurm and taskset narrow), at least 1. */
 static int l_cpus(lua_State *L) {
-  cpu_set_t set;
-  int n = 0;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
-  if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  lua_pushinteger(L, n < 1 ? 1 : n);
+  lua_pushinteger(L, mb_cpus());
   return 1;
 }
 
