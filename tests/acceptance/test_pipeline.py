@@ -1,15 +1,16 @@
 #!/usr/bin/python3
-"""Acceptance: the two-stage render pipeline gives the samples of a
-one-thread render, bit for bit.
+"""Acceptance: the render pipeline gives the samples of a one-thread
+render, bit for bit.
 
 core/graph.c may run a long render as a pipeline on two threads: the
 schedule cut in three parts where the measured node costs balance (head,
-middle, tail); the worker runs the middle on block k-1 while the calling
-thread runs the head on block k and the tail on block k-2, with file I/O
-moved onto those threads on a machine of fewer than 4 cores.
-MOONBUS_PIPELINE=off renders on one thread; =always cuts after the first
-block and keeps the pipeline, whatever it measures, so even short renders
-cross the cuts; =cuts:C1,C2 forces the cuts.
+middle, tail); the calling thread runs the head on each new block and
+hands it to a worker for the middle, then runs the tail on the blocks the
+worker has finished, with up to 8 blocks in flight (each in its own
+buffer set) and file I/O moved onto those threads on a machine of fewer
+than 4 cores. MOONBUS_PIPELINE=off renders on one thread; =always cuts
+after the first block and keeps the pipeline, whatever it measures, so
+even short renders cross the cuts; =cuts:C1,C2 forces the cuts.
 
 Graphs (each rendered off, always, and with the default measuring mode,
 at blocks 64 and 4096; every output file compared as stored bytes'
@@ -26,6 +27,9 @@ float32 samples, numpy):
 Then, at block 64, every pair of cuts of every graph (cuts:C1,C2; a pair
 whose middle holds the `lua` node falls back to the measured cuts): the
 same bits again.
+Then on one core (the test's affinity narrowed to one CPU, as taskset or
+Slurm would): core.cpus() says 1 and the measuring mode's renders give the
+same bits (no pipeline, file I/O on the render thread).
 Then a pipelined render of an hour of noise interrupted by SIGINT: exit 1, one "interrupted"
 line, no output file left.
 """
@@ -159,6 +163,24 @@ for name, nn in NODES.items():
     T.check(not bad, "%s: every pair of cuts gives the one-thread bits (%d pairs)%s"
             % (name, nn * (nn - 1) // 2, ": " + ", ".join(bad) if bad else ""))
 os.environ.pop("MOONBUS_PIPELINE", None)
+
+# ---- one core: renders count the affinity mask, not the machine -----------
+allowed = os.sched_getaffinity(0)
+os.sched_setaffinity(0, {min(allowed)})  # inherited by moonbus
+try:
+    cpus = T.render('emit("cpus", require("moonbus.core").cpus())', what="core.cpus on one core")
+    T.check(cpus.get("cpus") == 1, "one core: core.cpus() reads the affinity mask (got %s of %d online)"
+            % (cpus.get("cpus"), os.cpu_count()))
+    for name in ("chain", "parallel"):
+        ref_vals, ref = render(name, "off", 4096)
+        vals, got = render(name, "auto", 4096)
+        same = sorted(got) == sorted(ref) and all(
+            ref[f].shape == got[f].shape and np.array_equal(ref[f].view(np.uint32), got[f].view(np.uint32))
+            for f in ref if f in got)
+        T.check(same and vals == ref_vals, "one core: %s renders the one-thread bits" % name)
+finally:
+    os.sched_setaffinity(0, allowed)
+    os.environ.pop("MOONBUS_PIPELINE", None)
 
 # ---- SIGINT while the pipeline runs ---------------------------------------
 script = os.path.join(d, "long.lua")
