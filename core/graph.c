@@ -1454,7 +1454,8 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
   if (mode && g->n >= 2 && (always || total >= (int64_t)g->block * 64))
     cost = calloc((size_t)g->n, sizeof *cost);
   /* With fewer than 4 cores a pipeline runs the file I/O in its stages
-   * (and is timed that way); one thread leaves it to the I/O workers. */
+   * (and is timed that way); one thread leaves it to the I/O workers,
+   * unless there is one core: worker threads would only take turns. */
   const int cpus = mb_cpus();
   const int stage_io = (cost && cpus < 4) || cpus == 1;
   int io_bg = -1; /* I/O on workers (1), on the stages (0), not set (-1) */
@@ -1538,7 +1539,8 @@ static mb_status run_blocks(mb_graph *g, const mb_render_opts *opts,
     /* The window is over: how fast was it (frames finished, not started:
      * a pipeline holds up to PIPE_SETS blocks), and which way next? */
     double t = now();
-    spf[piped] = (t - warm_t0) / (double)(done > warm_done ? done - warm_done : 1);
+    spf[piped] =
+        (t - warm_t0) / (double)(done > warm_done ? done - warm_done : 1);
     if (!started) {
       calibrating = 0;
       int cut = cost ? best_cuts(g, cost, always, &c1, &c2) : 0;
