@@ -78,6 +78,14 @@ end
 
 local ISRC_SHAPE = "12 characters of CC-XXX-YY-NNNNN (ISO 3901)"
 
+-- The ISRC's fields: name, first and last character, shape, in words.
+local ISRC_FIELDS = {
+  { "country code", 1, 2, "^[A-Z][A-Z]$", "two letters A-Z" },
+  { "registrant", 3, 5, "^[A-Z0-9][A-Z0-9][A-Z0-9]$", "three letters A-Z or digits" },
+  { "year", 6, 7, "^%d%d$", "two digits" },
+  { "designation", 8, 12, "^%d%d%d%d%d$", "five digits" },
+}
+
 --- Check an ISRC (ISO 3901): 2 letters of country code, 3 letters or digits
 -- of registrant, 2 digits of year of reference, 5 digits of designation.
 -- The display form CC-XXX-YY-NNNNN and lower case are accepted; the result
@@ -102,21 +110,12 @@ function M.check_isrc(s)
   if #code ~= 12 then
     return nil, ("ISRC '%s': %d characters; expected %s"):format(s, #code, ISRC_SHAPE)
   end
-  if not code:match("^[A-Z][A-Z]") then
-    return nil, ("ISRC '%s': country code '%s' must be two letters A-Z; expected %s")
-      :format(s, code:sub(1, 2), ISRC_SHAPE)
-  end
-  if not code:sub(3, 5):match("^[A-Z0-9][A-Z0-9][A-Z0-9]$") then
-    return nil, ("ISRC '%s': registrant '%s' must be three letters A-Z or digits; expected %s")
-      :format(s, code:sub(3, 5), ISRC_SHAPE)
-  end
-  if not code:sub(6, 7):match("^%d%d$") then
-    return nil, ("ISRC '%s': year '%s' must be two digits; expected %s")
-      :format(s, code:sub(6, 7), ISRC_SHAPE)
-  end
-  if not code:sub(8, 12):match("^%d%d%d%d%d$") then
-    return nil, ("ISRC '%s': designation '%s' must be five digits; expected %s")
-      :format(s, code:sub(8, 12), ISRC_SHAPE)
+  for _, f in ipairs(ISRC_FIELDS) do
+    local part = code:sub(f[2], f[3])
+    if not part:match(f[4]) then
+      return nil, ("ISRC '%s': %s '%s' must be %s; expected %s")
+        :format(s, f[1], part, f[5], ISRC_SHAPE)
+    end
   end
   return code
 end

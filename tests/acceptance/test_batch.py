@@ -115,6 +115,18 @@ for i, (name, _, _, _, tgt) in enumerate(tracks):
 rows.append("mixes/06 Missing.wav,masters/06 Missing.wav,spotify,,,")
 with open(os.path.join(d, "m.csv"), "w") as f:
     f.write("\n".join(rows) + "\n")
+
+
+def fresh_copy(name):
+    """A new folder under d with the mixes, the script and m.csv, for a
+    run that must start from nothing."""
+    new = os.path.join(d, name)
+    os.makedirs(new)
+    shutil.copytree(os.path.join(d, "mixes"), os.path.join(new, "mixes"))
+    shutil.copy(os.path.join(d, "bright.lua"), new)
+    shutil.copy(os.path.join(d, "m.csv"), new)
+    return new
+
 masters = os.path.join(d, "masters")
 qc = os.path.join(d, "m-qc")
 
@@ -243,12 +255,7 @@ T.check(len(rep["jobs"]) == 5 and len({j["id"] for j in rep["jobs"]}) == 5,
         "the report follows the manifest: 5 jobs")
 
 # --- shards: disjoint, complete, merged once
-sd = os.path.join(d, "shards")
-os.makedirs(sd)
-shutil.copytree(os.path.join(d, "mixes"), os.path.join(sd, "mixes"))
-shutil.copy(os.path.join(d, "bright.lua"), sd)
-with open(os.path.join(sd, "m.csv"), "w") as f:
-    f.write("\n".join(rows) + "\n")
+sd = fresh_copy("shards")
 rc, out, err = batch(["m.csv", "--merge"], sd)
 T.check(rc == 1 and "in no shard's journal" in err, "merge before any shard ran names the missing jobs (rc %d)" % rc)
 seen = []
@@ -412,12 +419,7 @@ else:
 
 # --- on a terminal: a progress line with done, failed, running and an ETA
 import pty
-pd = os.path.join(d, "pty")
-os.makedirs(pd)
-shutil.copytree(os.path.join(d, "mixes"), os.path.join(pd, "mixes"))
-shutil.copy(os.path.join(d, "bright.lua"), pd)
-with open(os.path.join(pd, "m.csv"), "w") as f:
-    f.write("\n".join(rows) + "\n")
+pd = fresh_copy("pty")
 master_fd, slave_fd = pty.openpty()
 p = subprocess.Popen([T.MOONBUS, "batch", "m.csv", "--jobs", "2"], cwd=pd, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=slave_fd)
