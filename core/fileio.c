@@ -36,6 +36,10 @@
 /* Frames per libsndfile / soxr call: large enough that per-call overhead
  * vanishes, small enough to stay in L2 for stereo. */
 #define CHUNK 8192
+/* Raw PCM (see raw_pcm_bytes) moves between files and memory STAGE bytes
+ * at a time: writing a 57 MB file in 16 KB calls cost 20 ms more CPU than
+ * in 256 KB calls (measured on one core), reading likewise. */
+#define STAGE (256 << 10)
 
 #if defined(__GNUC__)
 #define PRINTF_LIKE(a, b) __attribute__((format(printf, a, b)))
@@ -463,7 +467,8 @@ struct mb_reader {
   soxr_t soxr;
   io_pipe *pipe; /* reading ahead on a worker (mb_reader_prefetch) */
   int raw_bytes;       /* 2 or 3: little-endian PCM decoded here, else 0 */
-  unsigned char *raw;  /* CHUNK frames of it */
+  unsigned char *raw;  /* up to STAGE bytes of it, read ahead */
+  size_t raw_pos, raw_len; /* bytes of raw taken, and filled */
 };
 
 mb_reader *mb_reader_open(const char *path, char *err, size_t errlen) {
@@ -605,7 +610,7 @@ mb_status mb_reader_start(mb_reader *r, double rate, int max_frames, char *err,
     r->obuf = malloc(n * sizeof(float));
   r->raw_bytes = raw_pcm_bytes(r->info.format);
   if (r->raw_bytes)
-    r->raw = malloc(n * (size_t)r->raw_bytes + 16);
+    r->raw = malloc(STAGE + 16);
   if (!r->ibuf || (rate != file_rate && !r->obuf) ||
       (r->raw_bytes && !r->raw)) {
     reader_release(r);
@@ -627,6 +632,7 @@ mb_status mb_reader_start(mb_reader *r, double rate, int max_frames, char *err,
   r->delivered = r->file_pos = 0;
   r->file_end = r->drained = 0;
   r->in_pos = r->in_len = 0;
+  r->raw_pos = r->raw_len = 0;
   r->started = 1;
   return MB_OK;
 }
@@ -646,10 +652,27 @@ static mb_status fill(mb_reader *r, int64_t n, size_t *got, char *err,
   }
   sf_count_t k;
   if (r->raw_bytes) {
-    const sf_count_t fb = (sf_count_t)r->raw_bytes * r->info.channels;
-    const sf_count_t b = sf_read_raw(r->sf, r->raw, n * fb);
-    k = b / fb;
-    pcm_to_float(r->raw, r->raw_bytes, r->ibuf, (size_t)k * r->info.channels);
+    /* from the bytes read ahead, reading STAGE more when they run out */
+    const int ch = r->info.channels;
+    const size_t fb = (size_t)r->raw_bytes * (size_t)ch;
+    k = 0;
+    while (k < n) {
+      if (r->raw_pos == r->raw_len) {
+        const int64_t ahead = r->info.frames - r->file_pos - k;
+        const size_t want = (size_t)(ahead < (int64_t)(STAGE / fb)
+                                         ? ahead : (int64_t)(STAGE / fb));
+        const sf_count_t b = sf_read_raw(r->sf, r->raw, (sf_count_t)(want * fb));
+        r->raw_pos = 0;
+        r->raw_len = b > 0 ? (size_t)b - (size_t)b % fb : 0;
+        if (!r->raw_len) break;
+      }
+      size_t take = (r->raw_len - r->raw_pos) / fb;
+      if ((int64_t)take > n - k) take = (size_t)(n - k);
+      pcm_to_float(r->raw + r->raw_pos, r->raw_bytes, r->ibuf + (size_t)k * ch,
+                   take * (size_t)ch);
+      r->raw_pos += take * fb;
+      k += (sf_count_t)take;
+    }
   } else {
     k = sf_readf_float(r->sf, r->ibuf, n);
   }
@@ -905,7 +928,8 @@ struct mb_writer {
   io_pipe *pipe; /* writing behind on a worker (mb_writer_background) */
   off_t flushed; /* the file's bytes before this are being written back */
   int raw_bytes;         /* 2 or 3: little-endian PCM packed here, else 0 */
-  unsigned char *rbuf;   /* CHUNK frames of it */
+  unsigned char *rbuf;   /* up to STAGE bytes of it waiting, + CHUNK frames */
+  size_t rfill;          /* bytes waiting in rbuf */
 };
 
 static int ext_is(const char *ext, const char *want) {
@@ -1172,7 +1196,8 @@ mb_writer *mb_writer_open(const char *path, int channels, double in_rate,
     sf_command(w->sf, SFC_RF64_AUTO_DOWNGRADE, NULL, SF_TRUE);
   w->raw_bytes = raw_pcm_bytes(info.format);
   if (w->raw_bytes &&
-      !(w->rbuf = malloc((size_t)CHUNK * channels * w->raw_bytes + 16))) {
+      !(w->rbuf = malloc(STAGE + (size_t)CHUNK * channels * w->raw_bytes +
+                         16))) {
     fail(err, errlen, "cannot write '%s': out of memory", path);
     writer_discard(w);
     return NULL;
@@ -1234,11 +1259,28 @@ static void start_writeback(mb_writer *w) {
 #endif
 }
 
+/* Write the packed PCM waiting in rbuf. */
+static mb_status flush_raw(mb_writer *w, char *err, size_t errlen) {
+  if (!w->rfill) return MB_OK;
+  const sf_count_t put = sf_write_raw(w->sf, w->rbuf, (sf_count_t)w->rfill);
+  if (put != (sf_count_t)w->rfill) {
+    char msg[256];
+    fail(err, errlen, "cannot write '%s': %s", w->path,
+         sf_message(sf_strerror(w->sf), msg, sizeof msg));
+    w->failed = 1;
+    return MB_ERR_IO;
+  }
+  w->rfill = 0;
+  start_writeback(w);
+  return MB_OK;
+}
+
 /* Count clipped samples, track the peak, quantise (integer formats) and
  * hand n frames to libsndfile: one pass over the samples, eight at a time
  * (the writer shares the machine with the render). 16- and 24-bit PCM that
- * we pack ourselves goes straight to its bytes; other integer formats
- * through 32-bit integers, left-justified for libsndfile. */
+ * we pack ourselves goes straight to its bytes, gathered in rbuf for
+ * flush_raw; other integer formats through 32-bit integers, left-justified
+ * for libsndfile. */
 static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
                       size_t errlen) {
   const size_t len = n * (size_t)w->channels;
@@ -1258,7 +1300,8 @@ static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
   const int s24 = 0;
 #endif
   int32_t *q = w->qbuf;
-  int16_t *h = (int16_t *)(void *)w->rbuf;
+  unsigned char *rb = w->rbuf + w->rfill;
+  int16_t *h = (int16_t *)(void *)rb;
   float pk = w->peak;
   int64_t clipped = 0;
   size_t i = 0;
@@ -1287,7 +1330,7 @@ static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
         __m128i lo4, hi4;
         memcpy(&lo4, &r, 16);
         memcpy(&hi4, (const char *)&r + 16, 16);
-        unsigned char *b = w->rbuf + 3 * i;
+        unsigned char *b = rb + 3 * i;
         _mm_storeu_si128((__m128i *)(void *)b, _mm_shuffle_epi8(lo4, from_lanes));
         _mm_storeu_si128((__m128i *)(void *)(b + 12),
                          _mm_shuffle_epi8(hi4, from_lanes));
@@ -1318,12 +1361,14 @@ static mb_status emit(mb_writer *w, const float *buf, size_t n, char *err,
   }
   w->clipped += clipped;
   w->peak = pk;
-  sf_count_t put;
   if (w->raw_bytes) {
-    const sf_count_t fb = (sf_count_t)w->raw_bytes * w->channels;
-    if (!s16) pack_pcm24(q + packed, w->rbuf + 3 * packed, len - packed);
-    put = sf_write_raw(w->sf, w->rbuf, (sf_count_t)n * fb) / fb;
-  } else if (ints) {
+    if (!s16) pack_pcm24(q + packed, rb + 3 * packed, len - packed);
+    w->rfill += len * (size_t)w->raw_bytes;
+    w->frames += (int64_t)n;
+    return w->rfill >= STAGE ? flush_raw(w, err, errlen) : MB_OK;
+  }
+  sf_count_t put;
+  if (ints) {
     put = sf_writef_int(w->sf, q, (sf_count_t)n);
   } else {
     put = sf_writef_float(w->sf, buf, (sf_count_t)n);
@@ -1387,7 +1432,13 @@ static mb_status write_direct(mb_writer *w, const float *const *in,
     float *d = w->ibuf;
     if (ch == 2) {
       const float *l = in[0] + done, *r = in[1] + done;
-      for (int i = 0; i < n; i++) {
+      int i = 0;
+      for (; i + 8 <= n; i += 8) {
+        const v8f a = ld(l + i), b = ld(r + i);
+        st(d + 2 * i, VZIPLO(a, b));
+        st(d + 2 * i + 8, VZIPHI(a, b));
+      }
+      for (; i < n; i++) {
         d[2 * i] = l[i];
         d[2 * i + 1] = r[i];
       }
@@ -1557,6 +1608,7 @@ mb_status mb_writer_finish(mb_writer *w, char *err, size_t errlen) {
       }
     }
   }
+  if (!st) st = flush_raw(w, err, errlen);
   if (st) w->failed = 1;
   return st;
 }

@@ -83,6 +83,8 @@ void mb_dyn_reset(mb_dyn *d) {
     d->ms[c] = 0;
     d->pk[c] = 0;
     d->gr[c] = 0;
+    d->se[c] = 0;
+    d->half[c] = 0;
     d->lp[c] = -600;
     /* the expander starts open and holding, so a signal starting at a
      * zero crossing passes untouched */
@@ -188,34 +190,104 @@ static void comp_curve(const mb_dyn *d, float *v, int m) {
 }
 
 /* Serial smoothing of one channel: g (gain dB) -> y (gain dB). The loud
- * side is the lower gain. Returns the lowest y. */
+ * side first: pk follows g down at once and releases towards it (one
+ * pole, ar), then gr follows pk down with the attack (one pole, aa) and up
+ * at once; so gr attacks and releases with the two time constants, and
+ * a release is not slowed by the attack. Per frame n, with s = g(n):
+ *
+ *   pk(n) = min(s, ar pk(n - 1) + br s + REL_BIAS)
+ *   gr(n) = max(aa gr(n - 1) + ba pk(n), pk(n))
+ *
+ * Both are chains of a multiply-add and a min or max per frame. Taken over
+ * pairs of frames (e, o) = (2k, 2k + 1) from the last odd frame p (ar and
+ * aa are positive, so a multiply-add moves through min and max):
+ *
+ *   pk(o) = min(s_o, ar s_e + K_o, ar^2 pk(p) + ar K_e + K_o)
+ *   gr(o) = max(aa^2 gr(p) + aa ba pk(e) + ba pk(o), aa pk(e) + ba pk(o),
+ *               pk(o)),        K = br s + REL_BIAS,
+ *
+ * each chain waits on one multiply-add and one min or max per pair (the
+ * same values up to rounding). Pairs count frames from the reset, so
+ * block sizes cannot move them: a block ending on an even frame leaves
+ * its pair open (half, se). Returns the lowest y. */
+typedef struct {
+  double ar, br, aa, ba, ar2, aa2, aab;
+} smooth_k;
+
+/* The even frame of a pair: pk(e), gr(e) from the odd frame before. */
+static inline void smooth_even(const smooth_k *k, double pk, double gr,
+                               double se, double *pke, double *gre) {
+  const double rel = k->ar * pk + (k->br * se + REL_BIAS);
+  const double p = se < rel ? se : rel;
+  const double att = k->aa * gr + k->ba * p;
+  *pke = p;
+  *gre = att > p ? att : p;
+}
+
+/* The odd frame: pk(o), gr(o) from the odd frame before (pk, gr in place),
+ * the even frame's se and its pk(e). */
+static inline double smooth_odd(const smooth_k *k, double *pk, double *gr,
+                                double se, double pke, double so) {
+  const double ke = k->br * se + REL_BIAS, ko = k->br * so + REL_BIAS;
+  const double r1 = k->ar * se + ko, m1 = so < r1 ? so : r1;
+  const double r2 = k->ar2 * *pk + (k->ar * ke + ko);
+  const double po = m1 < r2 ? m1 : r2;
+  const double bo = k->ba * po, a1 = k->aa * pke + bo, m2 = a1 > po ? a1 : po;
+  const double a2 = k->aa2 * *gr + (k->aab * pke + bo);
+  *pk = po;
+  *gr = m2 > a2 ? m2 : a2;
+  return *gr;
+}
+
 static double comp_smooth(mb_dyn *d, int c, const float *g, float *y, int m) {
-  if (d->pk[c] == 0 && d->gr[c] == 0) {
-    /* at rest and below the knee throughout: y stays exactly 0 (the loop
+  int half = d->half[c];
+  double pk = d->pk[c], gr = d->gr[c], se = d->se[c], lo = 0;
+  if (pk == 0 && gr == 0 && se == 0) {
+    /* at rest and below the knee throughout: y stays exactly 0 (the loops
      * below would give the same, serially) */
-    float lo = 0;
-    for (int i = 0; i < m; i++) lo = g[i] < lo ? g[i] : lo;
-    if (lo == 0) {
+    float low = 0;
+    for (int i = 0; i < m; i++) low = g[i] < low ? g[i] : low;
+    if (low == 0) {
       memset(y, 0, sizeof(float) * (size_t)m);
+      d->half[c] = half ^ (m & 1);
       return 0;
     }
   }
-  const double ar = d->a_rel, br = 1 - ar, aa = d->a_att, ba = 1 - aa;
-  double pk = d->pk[c], gr = d->gr[c], lo = 0;
-  for (int i = 0; i < m; i++) {
-    const double s = g[i];
-    /* ends exactly on s: once pk is within REL_BIAS/ar of it, rel > s */
-    const double rel = ar * pk + (br * s + REL_BIAS);
-    pk = s < rel ? s : rel;
-    /* attack while pk < gr; then aa gr + ba pk lies in [pk, gr], otherwise
-     * in [gr, pk]: the max picks the right branch without a jump */
-    const double att = aa * gr + ba * pk;
-    gr = att > pk ? att : pk;
-    lo = gr < lo ? gr : lo;
-    y[i] = (float)gr;
+  smooth_k k;
+  k.ar = d->a_rel, k.br = 1 - k.ar, k.aa = d->a_att, k.ba = 1 - k.aa;
+  k.ar2 = k.ar * k.ar, k.aa2 = k.aa * k.aa, k.aab = k.aa * k.ba;
+  int i = 0;
+  double pke, gre;
+  if (half && m > 0) { /* close the pair the last block left open */
+    smooth_even(&k, pk, gr, se, &pke, &gre);
+    const double go = smooth_odd(&k, &pk, &gr, se, pke, g[0]);
+    lo = go < lo ? go : lo;
+    y[0] = (float)go;
+    i = 1;
+    half = 0;
+  }
+  for (; i + 2 <= m; i += 2) {
+    const double s0 = g[i];
+    smooth_even(&k, pk, gr, s0, &pke, &gre);
+    const double go = smooth_odd(&k, &pk, &gr, s0, pke, g[i + 1]);
+    lo = gre < lo ? gre : lo;
+    lo = go < lo ? go : lo;
+    y[i] = (float)gre;
+    y[i + 1] = (float)go;
+  }
+  if (i < m) { /* an even frame: its pair stays open */
+    se = g[i];
+    smooth_even(&k, pk, gr, se, &pke, &gre);
+    lo = gre < lo ? gre : lo;
+    y[i] = (float)gre;
+    half = 1;
+  } else if (m > 0) {
+    se = 0;
   }
   d->pk[c] = pk;
   d->gr[c] = gr;
+  d->se[c] = se;
+  d->half[c] = half;
   return lo;
 }
 
@@ -234,6 +306,7 @@ static void comp_chunk(mb_dyn *d, const float *const *det, float *const *gain,
     for (int c = 1; c < nch; c++) {
       d->pk[0] = d->pk[c] < d->pk[0] ? d->pk[c] : d->pk[0];
       d->gr[0] = d->gr[c] < d->gr[0] ? d->gr[c] : d->gr[0];
+      d->se[0] = d->se[c] < d->se[0] ? d->se[c] : d->se[0];
     }
     level_db_max(d, det, off, v, m);
     comp_curve(d, v, m);
@@ -241,6 +314,8 @@ static void comp_chunk(mb_dyn *d, const float *const *det, float *const *gain,
     for (int c = 1; c < nch; c++) {
       d->pk[c] = d->pk[0];
       d->gr[c] = d->gr[0];
+      d->se[c] = d->se[0];
+      d->half[c] = d->half[0];
     }
     to_linear(v, gain[0] + off, m);
     for (int c = 1; c < nch; c++)

@@ -91,6 +91,11 @@ typedef struct mb_dyn {
   double ms[MB_MAX_CHANNELS];  /* RMS detector: smoothed mean square */
   double pk[MB_MAX_CHANNELS];  /* peak stage, gain dB (<= 0) */
   double gr[MB_MAX_CHANNELS];  /* smoothed gain change, dB (<= 0) */
+  /* compressor: pk and gr are those of the last odd frame (frames counted
+   * from the reset); while a pair is open (half), se holds the curve's gain
+   * at its even frame */
+  double se[MB_MAX_CHANNELS];
+  int half[MB_MAX_CHANNELS];
   double lp[MB_MAX_CHANNELS];  /* expander: held level for the hysteresis
                                   state, dBFS */
   int64_t held[MB_MAX_CHANNELS];  /* expander hold countdown (pk), frames */
