@@ -12,11 +12,13 @@
  *
  * Coefficients and state are double: a 30 Hz section at 192 kHz has its
  * poles within 1e-3 of z = 1, where float coefficients would move the
- * response by decibels. Processing is transposed direct form II, which
- * keeps working when the coefficients change between samples (sweeps).
+ * response by decibels. Processing is transposed direct form II (with the
+ * output substituted into the history update, see biquad.c), which keeps
+ * working when the coefficients change between samples (sweeps).
  *
  * The cascade kernel loops over frames with all channels inside the loop
- * body (shared/BENCH.md: 4.7x faster than one loop per channel). */
+ * body (shared/BENCH.md: 4.7x faster than one loop per channel); stereo
+ * cascades of 3 or 4 sections run all sections at once as a wavefront. */
 #ifndef MB_DSP_BIQUAD_H
 #define MB_DSP_BIQUAD_H
 
