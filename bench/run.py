@@ -2,7 +2,8 @@
 """moonbus against sox and ffmpeg, side by side, in one run.
 
     /usr/bin/python3 bench/run.py [--moonbus build/moonbus] [--runs 5]
-                                  [--dir /tmp/moonbus-bench] [JOB ...]
+                                  [--dir /tmp/moonbus-bench] [--cpus N]
+                                  [JOB ...]
 
 Jobs (default: all):
   chain      the reference mastering chain of shared/BENCH.md (HPF 30 Hz,
@@ -32,6 +33,9 @@ largest peak resident memory, the real-time factor (audio seconds per wall
 second) and, per peer, moonbus's speed ratio (peer wall / moonbus wall).
 The outputs' loudness and peaks are measured with ffmpeg afterwards so the
 speed figures can be read beside what each tool delivered.
+
+--cpus N runs every tool on the first N CPUs it may use (taskset), for
+figures on one core (`--cpus 1`) next to the whole machine's.
 
 The test mix is written by shared/bench/gen_testmix.py (deterministic)
 into --dir the first time.
@@ -236,8 +240,15 @@ def main():
     ap.add_argument("--moonbus", default=os.path.join(SRC, "build", "moonbus"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", default="/tmp/moonbus-bench")
+    ap.add_argument("--cpus", type=int, default=0, help="run every tool on this many CPUs (taskset)")
     ap.add_argument("jobs", nargs="*")
     a = ap.parse_args()
+    pin = []
+    if a.cpus > 0:
+        mine = sorted(os.sched_getaffinity(0))
+        if a.cpus > len(mine):
+            ap.error("--cpus %d: only %d CPUs available" % (a.cpus, len(mine)))
+        pin = ["taskset", "-c", ",".join(str(c) for c in mine[:a.cpus])]
     os.makedirs(a.dir, exist_ok=True)
     inp = os.path.join(a.dir, "input_48k.wav")
     if not os.path.exists(inp) or not os.path.exists(os.path.join(a.dir, "ir_48k.wav")):
@@ -247,9 +258,18 @@ def main():
     info = sf.info(inp)
     secs = info.frames / info.samplerate
     table = jobs(os.path.abspath(a.moonbus), inp, a.dir)
+    if pin:  # every command of every step, functions included
+        table = {job: [(name, [(lambda st: (lambda prev: pin + st(prev)))(st) if callable(st) else pin + st
+                               for st in steps], out) for name, steps, out in tools]
+                 for job, tools in table.items()}
     names = a.jobs or list(table)
-    print("input: %s, %.0f s, %d Hz, %d ch; %d runs each, interleaved; %s" % (
-        inp, secs, info.samplerate, info.channels, a.runs, time.strftime("%Y-%m-%d %H:%M")))
+    for job in names:
+        if job not in table:
+            ap.error("no job '%s' (jobs: %s)" % (job, ", ".join(table)))
+    print("input: %s, %.0f s, %d Hz, %d ch; %d runs each, interleaved; %s; %s" % (
+        inp, secs, info.samplerate, info.channels, a.runs,
+        "on CPU %s only" % pin[2] if pin else "all %d CPUs" % len(os.sched_getaffinity(0)),
+        time.strftime("%Y-%m-%d %H:%M")))
     for job in names:
         tools = table[job]
         res = {t[0]: [] for t in tools}
