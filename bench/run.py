@@ -72,14 +72,15 @@ def run_timed(cmd, cwd):
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, text
 
 
-def run_steps(steps, cwd):
+def run_steps(steps, cwd, pin=()):
     """A job made of several commands (two passes): times add up, memory is
-    the largest; a step may be a function of the previous step's output."""
+    the largest; a step may be a function of the previous step's output.
+    `pin` prefixes every command (taskset)."""
     wall = cpu = mem = 0.0
     prev = ""
     for step in steps:
         cmd = step(prev) if callable(step) else step
-        w, c, m, prev = run_timed(cmd, cwd)
+        w, c, m, prev = run_timed(list(pin) + cmd, cwd)
         wall, cpu, mem = wall + w, cpu + c, max(mem, m)
     return wall, cpu, mem
 
@@ -258,10 +259,6 @@ def main():
     info = sf.info(inp)
     secs = info.frames / info.samplerate
     table = jobs(os.path.abspath(a.moonbus), inp, a.dir)
-    if pin:  # every command of every step, functions included
-        table = {job: [(name, [(lambda st: (lambda prev: pin + st(prev)))(st) if callable(st) else pin + st
-                               for st in steps], out) for name, steps, out in tools]
-                 for job, tools in table.items()}
     names = a.jobs or list(table)
     for job in names:
         if job not in table:
@@ -276,7 +273,7 @@ def main():
         for _ in range(a.runs):
             for name, steps, _out in tools:
                 try:
-                    res[name].append(run_steps(steps, a.dir))
+                    res[name].append(run_steps(steps, a.dir, pin))
                 except RuntimeError as e:
                     print("  %s: %s" % (name, e))
                     res[name].append(None)

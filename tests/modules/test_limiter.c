@@ -533,91 +533,104 @@ static void test_blocks(void) {
   const int sizes[] = {64, 1000, 4096, 1, 333};
   const long n = 60000;
   for (int bursts = 0; bursts < 2; bursts++)
-  for (int tpm = 0; tpm < 2; tpm++)
-    for (int link = 0; link < 2; link++) {
-      float **x = chans(2, n), **ref = NULL;
-      programme(x, 2, n, 48000, 1.0);
-      for (long i = 0; bursts && i < n; i++)
-        if (i % 20000 >= 1200) x[0][i] *= 0.1f, x[1][i] *= 0.1f;
-      for (int s = 0; s < 5; s++) {
+    for (int tpm = 0; tpm < 2; tpm++)
+      for (int link = 0; link < 2; link++) {
+        float **x = chans(2, n), **ref = NULL;
+        programme(x, 2, n, 48000, 1.0);
+        for (long i = 0; bursts && i < n; i++)
+          if (i % 20000 >= 1200)
+            x[0][i] *= 0.1f, x[1][i] *= 0.1f;
+        for (int s = 0; s < 5; s++) {
+          lopts o = defaults();
+          o.true_peak = tpm;
+          o.link = link ? 1 : 0.3;
+          o.gain = 6;
+          modhost h;
+          lim_make(&h, 48000, 2, 4096, o);
+          float **y = chans(2, n);
+          const long ev[] = {10000, 30000, n}; /* parameter changes here */
+          long i = 0;
+          for (int e = 0; e < 3; e++) {
+            while (i < ev[e]) {
+              int k = sizes[s];
+              if (i + k > ev[e])
+                k = (int)(ev[e] - i);
+              const float *in[2] = {x[0] + i, x[1] + i};
+              float *out[2] = {y[0] + i, y[1] + i};
+              const float *const *ports[1] = {in};
+              mh_process(&h, ports, out, k, i);
+              i += k;
+            }
+            const int pc = mb_module_param_index(h.m, "ceiling");
+            const int pg = mb_module_param_index(h.m, "gain");
+            const int pr = mb_module_param_index(h.m, "release");
+            if (e == 0)
+              h.m->set_param(h.state, pc, -3, 4800);
+            if (e == 1) {
+              h.m->set_param(h.state, pg, 12, 777);
+              h.m->set_param(h.state, pr, 20, 0);
+            }
+          }
+          if (!ref) {
+            ref = y;
+          } else {
+            MH_CHECK(!memcmp(ref[0], y[0], sizeof(float) * n) &&
+                         !memcmp(ref[1], y[1], sizeof(float) * n),
+                     "block size %d differs from 64 (true_peak %d, link %d%s)",
+                     sizes[s], tpm, link, bursts ? ", bursts" : "");
+            chans_free(y, 2);
+          }
+          mh_free(&h);
+        }
+        /* in place (out == in) gives the same */
         lopts o = defaults();
         o.true_peak = tpm;
         o.link = link ? 1 : 0.3;
         o.gain = 6;
         modhost h;
         lim_make(&h, 48000, 2, 4096, o);
-        float **y = chans(2, n);
-        const long ev[] = {10000, 30000, n}; /* parameter changes here */
+        float **z = chans(2, n);
+        memcpy(z[0], x[0], sizeof(float) * n),
+            memcpy(z[1], x[1], sizeof(float) * n);
         long i = 0;
+        const long ev[] = {10000, 30000, n};
         for (int e = 0; e < 3; e++) {
           while (i < ev[e]) {
-            int k = sizes[s];
-            if (i + k > ev[e]) k = (int)(ev[e] - i);
-            const float *in[2] = {x[0] + i, x[1] + i};
-            float *out[2] = {y[0] + i, y[1] + i};
+            int k = 1000;
+            if (i + k > ev[e])
+              k = (int)(ev[e] - i);
+            const float *in[2] = {z[0] + i, z[1] + i};
+            float *out[2] = {z[0] + i, z[1] + i};
             const float *const *ports[1] = {in};
             mh_process(&h, ports, out, k, i);
             i += k;
           }
-          const int pc = mb_module_param_index(h.m, "ceiling");
-          const int pg = mb_module_param_index(h.m, "gain");
-          const int pr = mb_module_param_index(h.m, "release");
-          if (e == 0) h.m->set_param(h.state, pc, -3, 4800);
+          if (e == 0)
+            h.m->set_param(h.state, mb_module_param_index(h.m, "ceiling"), -3,
+                           4800);
           if (e == 1) {
-            h.m->set_param(h.state, pg, 12, 777);
-            h.m->set_param(h.state, pr, 20, 0);
+            h.m->set_param(h.state, mb_module_param_index(h.m, "gain"), 12,
+                           777);
+            h.m->set_param(h.state, mb_module_param_index(h.m, "release"), 20,
+                           0);
           }
         }
-        if (!ref) {
-          ref = y;
-        } else {
-          MH_CHECK(!memcmp(ref[0], y[0], sizeof(float) * n) &&
-                       !memcmp(ref[1], y[1], sizeof(float) * n),
-                   "block size %d differs from 64 (true_peak %d, link %d%s)",
-                   sizes[s], tpm, link, bursts ? ", bursts" : "");
-          chans_free(y, 2);
-        }
+        MH_CHECK(!memcmp(ref[0], z[0], sizeof(float) * n) &&
+                     !memcmp(ref[1], z[1], sizeof(float) * n),
+                 "in-place processing differs (true_peak %d, link %d)", tpm,
+                 link);
+        /* after the ceiling ramp to -3 dB the output obeys it */
+        float sp = 0;
+        for (int c = 0; c < 2; c++)
+          for (long k = 20000; k < n; k++)
+            sp = fabsf(ref[c][k]) > sp ? fabsf(ref[c][k]) : sp;
+        MH_CHECK(db(sp) <= -3 + (tpm ? 0.0 : 1e-6),
+                 "after the ramp to -3 dB "
+                 "the sample peak is %.4f dB",
+                 db(sp));
         mh_free(&h);
+        chans_free(z, 2), chans_free(x, 2), chans_free(ref, 2);
       }
-      /* in place (out == in) gives the same */
-      lopts o = defaults();
-      o.true_peak = tpm;
-      o.link = link ? 1 : 0.3;
-      o.gain = 6;
-      modhost h;
-      lim_make(&h, 48000, 2, 4096, o);
-      float **z = chans(2, n);
-      memcpy(z[0], x[0], sizeof(float) * n), memcpy(z[1], x[1], sizeof(float) * n);
-      long i = 0;
-      const long ev[] = {10000, 30000, n};
-      for (int e = 0; e < 3; e++) {
-        while (i < ev[e]) {
-          int k = 1000;
-          if (i + k > ev[e]) k = (int)(ev[e] - i);
-          const float *in[2] = {z[0] + i, z[1] + i};
-          float *out[2] = {z[0] + i, z[1] + i};
-          const float *const *ports[1] = {in};
-          mh_process(&h, ports, out, k, i);
-          i += k;
-        }
-        if (e == 0) h.m->set_param(h.state, mb_module_param_index(h.m, "ceiling"), -3, 4800);
-        if (e == 1) {
-          h.m->set_param(h.state, mb_module_param_index(h.m, "gain"), 12, 777);
-          h.m->set_param(h.state, mb_module_param_index(h.m, "release"), 20, 0);
-        }
-      }
-      MH_CHECK(!memcmp(ref[0], z[0], sizeof(float) * n) &&
-                   !memcmp(ref[1], z[1], sizeof(float) * n),
-               "in-place processing differs (true_peak %d, link %d)", tpm, link);
-      /* after the ceiling ramp to -3 dB the output obeys it */
-      float sp = 0;
-      for (int c = 0; c < 2; c++)
-        for (long k = 20000; k < n; k++) sp = fabsf(ref[c][k]) > sp ? fabsf(ref[c][k]) : sp;
-      MH_CHECK(db(sp) <= -3 + (tpm ? 0.0 : 1e-6), "after the ramp to -3 dB "
-               "the sample peak is %.4f dB", db(sp));
-      mh_free(&h);
-      chans_free(z, 2), chans_free(x, 2), chans_free(ref, 2);
-    }
 }
 
 static void test_finite(void) {
